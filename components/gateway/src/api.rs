@@ -1,0 +1,254 @@
+//! Parses and validates OpenAI-style request bodies into what the components
+//! need; every problem becomes a 400 that names the field.
+
+use crate::error::ApiError;
+use serde_json::{Map, Value};
+
+/// Sampling and output options shared by both endpoints.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub model: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub top_k: u32,
+    pub seed: Option<u64>,
+    pub stop: Vec<String>,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+/// A message of a chat request (text only for now).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+/// What a completions request asks to continue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromptInput {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+/// Parses the body as a JSON object.
+pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_body(format!("The request body is not valid JSON: {e}")))?;
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::bad_body("The request body must be a JSON object.")),
+    }
+}
+
+fn number(o: &Map<String, Value>, key: &str) -> Result<Option<f64>, ApiError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(_) => Err(ApiError::invalid(key, format!("`{key}` must be a number."))),
+    }
+}
+
+fn integer(o: &Map<String, Value>, key: &str) -> Result<Option<i64>, ApiError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_u64().map(|u| u as i64))
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(key, format!("`{key}` must be an integer."))),
+        Some(_) => Err(ApiError::invalid(key, format!("`{key}` must be an integer."))),
+    }
+}
+
+/// Reads the options both endpoints share; `default_temperature` is OpenAI's 1.0.
+pub fn options(o: &Map<String, Value>) -> Result<Options, ApiError> {
+    let model = match o.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(_) => return Err(ApiError::invalid("model", "`model` must be a non-empty string.")),
+    };
+    let max_tokens = match integer(o, "max_completion_tokens")?.or(integer(o, "max_tokens")?) {
+        None => None,
+        Some(n) if (1..=u32::MAX as i64).contains(&n) => Some(n as u32),
+        Some(n) => return Err(ApiError::invalid("max_tokens", format!("`max_tokens` must be at least 1, got {n}."))),
+    };
+    let temperature = number(o, "temperature")?.unwrap_or(1.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(ApiError::invalid("temperature", "`temperature` must be between 0 and 2."));
+    }
+    let top_p = number(o, "top_p")?.unwrap_or(1.0);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(ApiError::invalid("top_p", "`top_p` must be in (0, 1]."));
+    }
+    let top_k = match integer(o, "top_k")? {
+        None | Some(-1) | Some(0) => 0,
+        Some(k) if k > 0 => k.min(u32::MAX as i64) as u32,
+        Some(_) => return Err(ApiError::invalid("top_k", "`top_k` must be -1, 0 or positive.")),
+    };
+    let seed = integer(o, "seed")?.map(|s| s as u64);
+    let stop = match o.get("stop") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|s| s.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ApiError::invalid("stop", "`stop` must be a string or a list of strings."))?,
+        Some(_) => return Err(ApiError::invalid("stop", "`stop` must be a string or a list of strings.")),
+    };
+    if stop.len() > 16 {
+        return Err(ApiError::invalid("stop", "At most 16 stop strings are supported."));
+    }
+    let stream = match o.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid("stream", "`stream` must be a boolean.")),
+    };
+    let include_usage = o
+        .get("stream_options")
+        .and_then(|s| s.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    match integer(o, "n")? {
+        None | Some(1) => {}
+        Some(_) => return Err(ApiError::invalid("n", "Only `n` = 1 is supported.")),
+    }
+    Ok(Options {
+        model,
+        max_tokens,
+        temperature: temperature as f32,
+        top_p: top_p as f32,
+        top_k,
+        seed,
+        stop,
+        stream,
+        include_usage,
+    })
+}
+
+/// Reads `messages` of a chat request. Content may be a string or a list of
+/// text parts (joined); other part types are refused for now.
+pub fn messages(o: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
+    let list = match o.get("messages") {
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid("messages", "Missing required parameter: `messages`."))
+        }
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(Value::Array(_)) => return Err(ApiError::invalid("messages", "`messages` must not be empty.")),
+        Some(_) => return Err(ApiError::invalid("messages", "`messages` must be a list.")),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let p = format!("messages[{i}]");
+            let role = m
+                .get("role")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::invalid(&p, format!("`{p}.role` must be a string.")))?;
+            if !matches!(role, "system" | "developer" | "user" | "assistant" | "tool") {
+                return Err(ApiError::invalid(&p, format!("`{p}.role` {role:?} is not one of system, developer, user, assistant, tool.")));
+            }
+            let content = match m.get("content") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(parts)) => text_parts(parts, &p)?,
+                Some(_) => return Err(ApiError::invalid(&p, format!("`{p}.content` must be a string or a list of parts."))),
+            };
+            let role = if role == "developer" { "system" } else { role };
+            Ok(Message {
+                role: role.to_string(),
+                content,
+            })
+        })
+        .collect()
+}
+
+fn text_parts(parts: &[Value], p: &str) -> Result<String, ApiError> {
+    let mut s = String::new();
+    for (j, part) in parts.iter().enumerate() {
+        match part.get("type").and_then(Value::as_str) {
+            Some("text") => s.push_str(part.get("text").and_then(Value::as_str).unwrap_or_default()),
+            Some(other) => {
+                return Err(ApiError::invalid(p, format!("`{p}.content[{j}]`: content parts of type {other:?} are not supported yet.")))
+            }
+            None => return Err(ApiError::invalid(p, format!("`{p}.content[{j}].type` is missing."))),
+        }
+    }
+    Ok(s)
+}
+
+/// Reads `prompt` of a completions request: a string, a list of one string, or token ids.
+pub fn prompt(o: &Map<String, Value>) -> Result<PromptInput, ApiError> {
+    let bad = || ApiError::invalid("prompt", "`prompt` must be a string, a list of one string, or a list of token ids.");
+    match o.get("prompt") {
+        None | Some(Value::Null) => Err(ApiError::invalid("prompt", "Missing required parameter: `prompt`.")),
+        Some(Value::String(s)) => Ok(PromptInput::Text(s.clone())),
+        Some(Value::Array(a)) => match a.as_slice() {
+            [Value::String(s)] => Ok(PromptInput::Text(s.clone())),
+            [Value::Array(ids)] => ids_of(ids).ok_or_else(bad),
+            [] => Err(bad()),
+            ids => ids_of(ids).ok_or_else(bad),
+        },
+        Some(_) => Err(bad()),
+    }
+}
+
+fn ids_of(a: &[Value]) -> Option<PromptInput> {
+    if a.is_empty() {
+        return None;
+    }
+    a.iter()
+        .map(|v| v.as_u64().and_then(|x| u32::try_from(x).ok()))
+        .collect::<Option<Vec<u32>>>()
+        .map(PromptInput::Ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn rejects_bad_json_and_missing_messages() {
+        assert_eq!(object(b"{nope").map(|_| ()).unwrap_err().status, 400);
+        let e = messages(&obj(json!({"model": "x"}))).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages"));
+    }
+
+    #[test]
+    fn reads_text_parts_and_options() {
+        let o = obj(json!({
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
+            "max_tokens": 5, "temperature": 0, "stop": "x", "stream": true, "top_k": -1
+        }));
+        assert_eq!(messages(&o).map(|m| m[0].content.clone()).ok(), Some("ab".into()));
+        let opts = options(&o).map_err(|e| e.message).unwrap_or_else(|m| panic!("{m}"));
+        assert_eq!((opts.max_tokens, opts.temperature, opts.top_k), (Some(5), 0.0, 0));
+        assert_eq!(opts.stop, vec!["x".to_string()]);
+        assert!(opts.stream);
+    }
+
+    #[test]
+    fn rejects_out_of_range_options() {
+        for bad in [json!({"temperature": 3}), json!({"top_p": 0}), json!({"max_tokens": 0}),
+                    json!({"n": 2}), json!({"stop": [1]}), json!({"stream": "yes"})] {
+            assert_eq!(options(&obj(bad.clone())).map(|_| ()).unwrap_err().status, 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn prompt_forms() {
+        assert_eq!(prompt(&obj(json!({"prompt": ["hi"]}))).ok(), Some(PromptInput::Text("hi".into())));
+        assert_eq!(prompt(&obj(json!({"prompt": [1, 2]}))).ok(), Some(PromptInput::Ids(vec![1, 2])));
+        assert!(prompt(&obj(json!({"prompt": 3}))).is_err());
+    }
+}

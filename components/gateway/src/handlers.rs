@@ -1,0 +1,250 @@
+//! The endpoints: `GET /v1/models`, `POST /v1/chat/completions` and
+//! `POST /v1/completions` (OpenAI schema, streaming as server-sent events).
+
+use crate::api::{self, Options, PromptInput};
+use crate::error::ApiError;
+use crate::http::{self, BodyWriter};
+use crate::reka::inference::generate::Generation;
+use crate::reka::inference::preprocess;
+use crate::reka::inference::types::{ChatMessage, FinishReason, Prompt, Sampling};
+use serde_json::{json, Value};
+use wasip2::http::types::{IncomingRequest, ResponseOutparam};
+
+/// The served model names, the default first (set by the host).
+fn served_models() -> Vec<String> {
+    std::env::var("REKA_MODELS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn now() -> u64 {
+    wasip2::clocks::wall_clock::now().seconds
+}
+
+/// `GET /v1/models`.
+pub fn models() -> Value {
+    let created = now();
+    let data: Vec<Value> = served_models()
+        .into_iter()
+        .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "reka-host"}))
+        .collect();
+    json!({"object": "list", "data": data})
+}
+
+/// Which endpoint is answering: they differ only in JSON shapes.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Chat,
+    Completion,
+}
+
+impl Endpoint {
+    fn id_prefix(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chatcmpl-",
+            Endpoint::Completion => "cmpl-",
+        }
+    }
+    fn object(self, stream: bool) -> &'static str {
+        match (self, stream) {
+            (Endpoint::Chat, false) => "chat.completion",
+            (Endpoint::Chat, true) => "chat.completion.chunk",
+            (Endpoint::Completion, _) => "text_completion",
+        }
+    }
+    /// One choice carrying `text`.
+    fn choice(self, text: &str, finish: Option<&str>, stream: bool, first: bool) -> Value {
+        match (self, stream) {
+            (Endpoint::Chat, false) => json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": finish}),
+            (Endpoint::Chat, true) => {
+                let delta = if first { json!({"role": "assistant", "content": text}) } else { json!({"content": text}) };
+                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+            }
+            (Endpoint::Completion, _) => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish}),
+        }
+    }
+}
+
+fn model_name(opts: &Options) -> Result<String, ApiError> {
+    let served = served_models();
+    match &opts.model {
+        Some(m) if served.iter().any(|s| s == m) => Ok(m.clone()),
+        Some(m) => Err(ApiError::model_not_found(m)),
+        None => served
+            .first()
+            .cloned()
+            .ok_or_else(|| ApiError::model_not_found("(default)")),
+    }
+}
+
+/// `POST /v1/chat/completions`.
+pub fn chat(req: IncomingRequest, out: ResponseOutparam) -> Result<(), String> {
+    let prepared = (|| {
+        let o = api::object(&http::read_body(&req)?)?;
+        let opts = api::options(&o)?;
+        let messages = api::messages(&o)?;
+        let model = model_name(&opts)?;
+        let turns: Vec<ChatMessage> = messages
+            .into_iter()
+            .map(|m| ChatMessage { role: m.role, content: m.content })
+            .collect();
+        let prompt = preprocess::encode_chat(&model, &turns)?;
+        Ok::<_, ApiError>((model, prompt, opts))
+    })();
+    match prepared {
+        Ok((model, prompt, opts)) => generate(out, Endpoint::Chat, &model, prompt, &opts),
+        Err(e) => http::error(out, e),
+    }
+}
+
+/// `POST /v1/completions`.
+pub fn completions(req: IncomingRequest, out: ResponseOutparam) -> Result<(), String> {
+    let prepared = (|| {
+        let o = api::object(&http::read_body(&req)?)?;
+        let opts = api::options(&o)?;
+        let input = api::prompt(&o)?;
+        let model = model_name(&opts)?;
+        let prompt = match input {
+            PromptInput::Text(t) => preprocess::encode_text(&model, &t)?,
+            PromptInput::Ids(ids) => Prompt {
+                token_ids: ids,
+                ..preprocess::encode_text(&model, "")?
+            },
+        };
+        Ok::<_, ApiError>((model, prompt, opts))
+    })();
+    match prepared {
+        Ok((model, prompt, opts)) => generate(out, Endpoint::Completion, &model, prompt, &opts),
+        Err(e) => http::error(out, e),
+    }
+}
+
+/// How many tokens to generate, or why the request cannot fit.
+fn budget(endpoint: Endpoint, prompt: &Prompt, opts: &Options) -> Result<u32, ApiError> {
+    let ctx = prompt.context_length as u64;
+    let p = prompt.token_ids.len() as u64;
+    if p == 0 {
+        return Err(ApiError::invalid("prompt", "The prompt is empty."));
+    }
+    let default = match endpoint {
+        Endpoint::Chat => ctx.saturating_sub(p),
+        Endpoint::Completion => 16u64.min(ctx.saturating_sub(p)),
+    };
+    let max = opts.max_tokens.map(u64::from).unwrap_or(default);
+    if p + max > ctx || max == 0 {
+        return Err(ApiError {
+            code: Some("context_length_exceeded"),
+            ..ApiError::invalid(
+                "max_tokens",
+                format!(
+                    "This model's maximum context length is {ctx} tokens. However, you requested {} tokens ({p} in the prompt, {max} in the completion). Please reduce the length of the prompt or the completion.",
+                    p + max
+                ),
+            )
+        });
+    }
+    Ok(max as u32)
+}
+
+fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, prompt: Prompt, opts: &Options) -> Result<(), String> {
+    let max_tokens = match budget(ep, &prompt, opts) {
+        Ok(m) => m,
+        Err(e) => return http::error(out, e),
+    };
+    let sampling = Sampling {
+        max_tokens,
+        temperature: opts.temperature,
+        top_p: opts.top_p,
+        top_k: opts.top_k,
+        seed: opts.seed.unwrap_or_else(wasip2::random::random::get_random_u64),
+        stop: opts.stop.clone(),
+    };
+    let gen = match Generation::start(model, &prompt.token_ids, &prompt.stop_token_ids, &prompt.stop_strings, &sampling) {
+        Ok(g) => g,
+        Err(e) => return http::error(out, e.into()),
+    };
+    let id = format!("{}{:016x}", ep.id_prefix(), wasip2::random::random::get_random_u64());
+    let head = json!({"id": id, "object": ep.object(opts.stream), "created": now(), "model": model});
+    let prompt_tokens = prompt.token_ids.len() as u32;
+    if opts.stream {
+        stream(out, ep, &gen, head, prompt_tokens, opts.include_usage)
+    } else {
+        whole(out, ep, &gen, head, prompt_tokens)
+    }
+}
+
+fn usage(prompt: u32, completion: u32) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+fn reason(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+    }
+}
+
+fn with(head: &Value, fields: Value) -> Value {
+    let mut v = head.clone();
+    if let (Some(o), Value::Object(f)) = (v.as_object_mut(), fields) {
+        o.extend(f);
+    }
+    v
+}
+
+fn whole(out: ResponseOutparam, ep: Endpoint, gen: &Generation, head: Value, prompt_tokens: u32) -> Result<(), String> {
+    let mut text = String::new();
+    let mut completion = 0;
+    let mut finish = "length";
+    loop {
+        match gen.next() {
+            Ok(Some(c)) => {
+                text.push_str(&c.text);
+                completion = c.completion_tokens;
+                if let Some(f) = c.finish {
+                    finish = reason(f);
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return http::error(out, e.into()),
+        }
+    }
+    let body = with(&head, json!({
+        "choices": [ep.choice(&text, Some(finish), false, true)],
+        "usage": usage(prompt_tokens, completion),
+    }));
+    http::json(out, 200, &body)
+}
+
+fn stream(out: ResponseOutparam, ep: Endpoint, gen: &Generation, head: Value, prompt_tokens: u32, include_usage: bool) -> Result<(), String> {
+    let mut w = BodyWriter::start(out, 200, "text/event-stream", &[("cache-control", "no-cache")])?;
+    let mut first = true;
+    let mut completion = 0;
+    loop {
+        match gen.next() {
+            Ok(Some(c)) => {
+                completion = c.completion_tokens;
+                let finish = c.finish.map(reason);
+                if !c.text.is_empty() || finish.is_some() || first {
+                    let chunk = with(&head, json!({"choices": [ep.choice(&c.text, finish, true, first)]}));
+                    w.event(&chunk)?; // a failed write means the client left: stop generating
+                    first = false;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let e: ApiError = e.into();
+                w.event(&e.body())?;
+                break;
+            }
+        }
+    }
+    if include_usage {
+        w.event(&with(&head, json!({"choices": [], "usage": usage(prompt_tokens, completion)})))?;
+    }
+    w.write(b"data: [DONE]\n\n")?;
+    w.finish()
+}

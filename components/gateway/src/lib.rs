@@ -1,0 +1,41 @@
+//! The gateway component: speaks HTTP and JSON only. It exports
+//! `wasi:http/incoming-handler`, validates OpenAI-style requests, asks the
+//! preprocess component for token ids and the generate component for text, and
+//! streams the answer (server-sent events) as it is made.
+
+mod api;
+mod error;
+mod handlers;
+mod http;
+
+wit_bindgen::generate!({
+    world: "gateway",
+    path: "../../wit",
+});
+
+use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
+
+struct Gateway;
+
+impl wasip2::exports::http::incoming_handler::Guest for Gateway {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path = request.path_with_query().unwrap_or_default();
+        let path = path.split('?').next().unwrap_or_default().to_string();
+        let method = request.method();
+        let result = match (&method, path.trim_end_matches('/')) {
+            (Method::Get, "/health") => http::json(out, 200, &serde_json::json!({"status": "ok"})),
+            (Method::Get, "/v1/models") => http::json(out, 200, &handlers::models()),
+            (Method::Post, "/v1/chat/completions") => handlers::chat(request, out),
+            (Method::Post, "/v1/completions") => handlers::completions(request, out),
+            (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/v1/completions") => {
+                http::error(out, error::ApiError::method_not_allowed())
+            }
+            _ => http::error(out, error::ApiError::not_found(&path)),
+        };
+        if let Err(e) = result {
+            eprintln!("gateway: response failed: {e}");
+        }
+    }
+}
+
+wasip2::http::proxy::export!(Gateway);

@@ -1,0 +1,164 @@
+//! The generate component: the decode loop. Each `next` runs one forward step
+//! through wasi:nn, samples a token, detokenises it incrementally, applies stop
+//! tokens, stop strings and the token budget, and hands back the new text, so the
+//! gateway can stream it as it is made.
+
+mod sampler;
+mod stops;
+
+wit_bindgen::generate!({
+    world: "generator",
+    path: "../../wit",
+    with: {
+        "wasi:nn/graph@0.2.0-rc-2024-10-28": reka_guest::wasi::nn::graph,
+        "wasi:nn/inference@0.2.0-rc-2024-10-28": reka_guest::wasi::nn::inference,
+        "wasi:nn/tensor@0.2.0-rc-2024-10-28": reka_guest::wasi::nn::tensor,
+        "wasi:nn/errors@0.2.0-rc-2024-10-28": reka_guest::wasi::nn::errors,
+    },
+});
+
+use exports::reka::inference::generate::{Generation, Guest, GuestGeneration};
+use reka::inference::types::{Chunk, Error, ErrorKind, FinishReason, Sampling};
+use reka_guest::{Failure, Session};
+use reka_tokenizer::{IncrementalDecoder, Tokenizer};
+use sampler::Sampler;
+use std::cell::RefCell;
+use stops::StopMatcher;
+
+struct Component;
+
+fn to_error(f: Failure) -> Error {
+    let kind = match f {
+        Failure::ModelNotFound(_) => ErrorKind::ModelNotFound,
+        Failure::ContextFull(_) => ErrorKind::ContextFull,
+        Failure::BadInput(_) => ErrorKind::InvalidRequest,
+        Failure::Internal(_) => ErrorKind::Internal,
+    };
+    Error {
+        kind,
+        message: f.message().to_string(),
+    }
+}
+
+/// The loop's state between `next` calls.
+struct State {
+    session: Session,
+    tok: Tokenizer,
+    sampler: Sampler,
+    decoder: IncrementalDecoder,
+    stops: StopMatcher,
+    stop_ids: Vec<u32>,
+    /// Logits to sample from next (after the prefill, or the last step).
+    logits: Vec<f32>,
+    /// The token sampled last, not yet fed back into the model.
+    last: Option<u32>,
+    generated: u32,
+    max_tokens: u32,
+    done: bool,
+}
+
+/// A generation session, as the WIT resource.
+struct Gen(RefCell<State>);
+
+impl Guest for Component {
+    type Generation = Gen;
+}
+
+impl GuestGeneration for Gen {
+    fn start(
+        model: String,
+        prompt: Vec<u32>,
+        stop_token_ids: Vec<u32>,
+        stop_strings: Vec<String>,
+        sampling: Sampling,
+    ) -> Result<Generation, Error> {
+        if prompt.is_empty() {
+            return Err(Error {
+                kind: ErrorKind::InvalidRequest,
+                message: "the prompt is empty".into(),
+            });
+        }
+        let session = Session::open(&model).map_err(to_error)?;
+        let info = session.info().map_err(to_error)?;
+        let tok = Tokenizer::new(&info.tokenizer).map_err(|e| Error {
+            kind: ErrorKind::Internal,
+            message: format!("tokenizer: {e}"),
+        })?;
+        let logits = session.step(&prompt).map_err(to_error)?;
+        let mut stops = stop_strings;
+        stops.extend(sampling.stop.iter().cloned());
+        let state = State {
+            session,
+            tok,
+            sampler: Sampler::new(sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed),
+            decoder: IncrementalDecoder::new(true),
+            stops: StopMatcher::new(stops),
+            stop_ids: stop_token_ids,
+            logits,
+            last: None,
+            generated: 0,
+            max_tokens: sampling.max_tokens,
+            done: false,
+        };
+        Ok(Generation::new(Gen(RefCell::new(state))))
+    }
+
+    fn next(&self) -> Result<Option<Chunk>, Error> {
+        self.0.borrow_mut().next()
+    }
+}
+
+impl State {
+    fn finish(&mut self, reason: FinishReason, mut text: String) -> Option<Chunk> {
+        self.done = true;
+        if reason == FinishReason::Length {
+            text.push_str(&self.decoder.finish());
+            text.push_str(&self.stops.push("").text);
+            text.push_str(&self.stops.flush());
+        }
+        Some(Chunk {
+            text,
+            completion_tokens: self.generated,
+            finish: Some(reason),
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<Chunk>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.max_tokens == 0 {
+            return Ok(self.finish(FinishReason::Length, String::new()));
+        }
+        if let Some(t) = self.last.take() {
+            self.logits = self.session.step(&[t]).map_err(to_error)?;
+        }
+        let token = self.sampler.sample(&self.logits);
+        self.generated += 1;
+        if self.stop_ids.contains(&token) {
+            let mut rest = self.decoder.finish();
+            let e = self.stops.push(&rest);
+            rest = e.text;
+            if !e.stopped {
+                rest.push_str(&self.stops.flush());
+            }
+            return Ok(self.finish(FinishReason::Stop, rest));
+        }
+        let piece = self.decoder.push(&self.tok, token);
+        let e = self.stops.push(&piece);
+        if e.stopped {
+            return Ok(self.finish(FinishReason::Stop, e.text));
+        }
+        if self.generated >= self.max_tokens {
+            return Ok(self.finish(FinishReason::Length, e.text));
+        }
+        self.last = Some(token);
+        Ok(Some(Chunk {
+            text: e.text,
+            completion_tokens: self.generated,
+            finish: None,
+        }))
+    }
+}
+
+export!(Component);

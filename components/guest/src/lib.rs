@@ -1,0 +1,106 @@
+//! What the guest components share: the `wasi:nn` bindings (the other components
+//! reuse them through wit-bindgen's `with`) and [`Session`], one model session
+//! following the contract in `reka-protocol`.
+
+wit_bindgen::generate!({
+    world: "nn-client",
+    path: "../../wit",
+    generate_all,
+});
+
+use reka_protocol::{ErrorTag, ModelInfo, INPUT_IDS, LOGITS, METADATA};
+use wasi::nn::errors::ErrorCode;
+use wasi::nn::graph::{load_by_name, Graph};
+use wasi::nn::inference::GraphExecutionContext;
+use wasi::nn::tensor::{Tensor, TensorType};
+
+/// Why a session call failed, in the terms the components' WIT errors use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No graph of that name.
+    ModelNotFound(String),
+    /// The context cannot take more tokens.
+    ContextFull(String),
+    /// The input was refused.
+    BadInput(String),
+    /// Anything else.
+    Internal(String),
+}
+
+impl Failure {
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::ModelNotFound(m)
+            | Failure::ContextFull(m)
+            | Failure::BadInput(m)
+            | Failure::Internal(m) => m,
+        }
+    }
+}
+
+fn failure(e: wasi::nn::errors::Error, model: &str) -> Failure {
+    let msg = e.data();
+    match e.code() {
+        ErrorCode::NotFound => Failure::ModelNotFound(format!("The model `{model}` does not exist.")),
+        _ => match ErrorTag::of(&msg) {
+            Some(ErrorTag::ContextFull) => Failure::ContextFull(msg),
+            Some(ErrorTag::BadInput) => Failure::BadInput(msg),
+            None => Failure::Internal(msg),
+        },
+    }
+}
+
+/// One session with a model: a wasi:nn execution context, i.e. one KV cache.
+pub struct Session {
+    model: String,
+    ctx: GraphExecutionContext,
+    _graph: Graph,
+}
+
+impl Session {
+    /// Opens a new session with the graph named `model`.
+    pub fn open(model: &str) -> Result<Session, Failure> {
+        let graph = load_by_name(model).map_err(|e| failure(e, model))?;
+        let ctx = graph.init_execution_context().map_err(|e| failure(e, model))?;
+        Ok(Session {
+            model: model.to_string(),
+            ctx,
+            _graph: graph,
+        })
+    }
+
+    fn compute(&self, name: &str, tensor: Tensor) -> Result<Vec<(String, Tensor)>, Failure> {
+        self.ctx
+            .compute(vec![(name.to_string(), tensor)])
+            .map_err(|e| failure(e, &self.model))
+    }
+
+    fn output(outputs: Vec<(String, Tensor)>, name: &str) -> Result<Tensor, Failure> {
+        outputs
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| Failure::Internal(format!("the backend returned no {name} tensor")))
+    }
+
+    /// The model's metadata: vocabulary, template, context length, stop tokens.
+    pub fn info(&self) -> Result<ModelInfo, Failure> {
+        let out = self.compute(METADATA, Tensor::new(&[0], TensorType::U8, &[]))?;
+        let data = Self::output(out, METADATA)?.data();
+        serde_json::from_slice(&data)
+            .map_err(|e| Failure::Internal(format!("bad model metadata: {e}")))
+    }
+
+    /// Appends `ids` to the session and returns the last position's logits.
+    pub fn step(&self, ids: &[u32]) -> Result<Vec<f32>, Failure> {
+        let bytes: Vec<u8> = ids.iter().flat_map(|&i| (i as i32).to_le_bytes()).collect();
+        let t = Tensor::new(&[ids.len() as u32], TensorType::I32, &bytes);
+        let out = self.compute(INPUT_IDS, t)?;
+        let data = Self::output(out, LOGITS)?.data();
+        Ok(data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+}

@@ -1,0 +1,101 @@
+//! The preprocess component: renders chat messages with the model's own chat
+//! template and tokenises with the model's own vocabulary, both read through
+//! wasi:nn model metadata.
+
+mod template;
+
+wit_bindgen::generate!({
+    world: "preprocessor",
+    path: "../../wit",
+    with: {
+        "wasi:nn/graph@0.2.0-rc-2024-10-28": reka_guest::wasi::nn::graph,
+        "wasi:nn/inference@0.2.0-rc-2024-10-28": reka_guest::wasi::nn::inference,
+        "wasi:nn/tensor@0.2.0-rc-2024-10-28": reka_guest::wasi::nn::tensor,
+        "wasi:nn/errors@0.2.0-rc-2024-10-28": reka_guest::wasi::nn::errors,
+    },
+});
+
+use exports::reka::inference::preprocess::Guest;
+use reka::inference::types::{ChatMessage, Error, ErrorKind, Prompt};
+use reka_guest::{Failure, Session};
+use reka_protocol::ModelInfo;
+use reka_tokenizer::Tokenizer;
+
+struct Preprocess;
+
+fn to_error(f: Failure) -> Error {
+    let kind = match f {
+        Failure::ModelNotFound(_) => ErrorKind::ModelNotFound,
+        Failure::ContextFull(_) => ErrorKind::ContextFull,
+        Failure::BadInput(_) => ErrorKind::InvalidRequest,
+        Failure::Internal(_) => ErrorKind::Internal,
+    };
+    Error {
+        kind,
+        message: f.message().to_string(),
+    }
+}
+
+fn internal(message: String) -> Error {
+    Error {
+        kind: ErrorKind::Internal,
+        message,
+    }
+}
+
+/// Reads the model's metadata and builds its tokenizer.
+fn model(name: &str) -> Result<(ModelInfo, Tokenizer), Error> {
+    let info = Session::open(name).and_then(|s| s.info()).map_err(to_error)?;
+    let tok = Tokenizer::new(&info.tokenizer).map_err(|e| internal(format!("tokenizer: {e}")))?;
+    Ok((info, tok))
+}
+
+fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, parse_special: bool) -> Prompt {
+    let mut ids = Vec::new();
+    if let (true, Some(bos)) = (info.add_bos, info.bos_token_id) {
+        ids.push(bos);
+    }
+    let body = tok.encode(text, parse_special);
+    // A template that writes BOS itself must not get a second one.
+    if ids.first().is_some() && body.first() == ids.first() {
+        ids.clear();
+    }
+    ids.extend(body);
+    Prompt {
+        token_ids: ids,
+        context_length: info.context_length,
+        stop_token_ids: info.stop_token_ids.clone(),
+        stop_strings: info.stop_strings.clone(),
+    }
+}
+
+impl Guest for Preprocess {
+    fn encode_chat(model_name: String, messages: Vec<ChatMessage>) -> Result<Prompt, Error> {
+        if messages.is_empty() {
+            return Err(Error {
+                kind: ErrorKind::InvalidRequest,
+                message: "`messages` must not be empty".into(),
+            });
+        }
+        let (info, tok) = model(&model_name)?;
+        let turns: Vec<template::Turn> = messages
+            .iter()
+            .map(|m| template::Turn {
+                role: m.role.clone(),
+                content: m.content.clone(),
+            })
+            .collect();
+        let text = template::render(&info, &tok, &turns).map_err(|message| Error {
+            kind: ErrorKind::InvalidRequest,
+            message,
+        })?;
+        Ok(prompt(&info, &tok, &text, true))
+    }
+
+    fn encode_text(model_name: String, text: String) -> Result<Prompt, Error> {
+        let (info, tok) = model(&model_name)?;
+        Ok(prompt(&info, &tok, &text, true))
+    }
+}
+
+export!(Preprocess);

@@ -1,0 +1,96 @@
+//! The wasi:nn contract of this project, shared by the host backend and the guests.
+//!
+//! A wasi:nn *graph* is a loaded model (named by the runtime config); an
+//! *execution context* is one generation session that owns its KV cache. `compute`
+//! takes named tensors:
+//!
+//! | input            | type, shape     | meaning                                               |
+//! |------------------|-----------------|-------------------------------------------------------|
+//! | [`INPUT_IDS`]    | i32 `[n]`       | tokens to append to the context; returns [`LOGITS`]    |
+//! | [`METADATA`]     | u8 `[0]`        | ask for the model's metadata; returns [`METADATA`]    |
+//!
+//! and answers with
+//!
+//! | output        | type, shape        | meaning                                           |
+//! |---------------|--------------------|---------------------------------------------------|
+//! | [`LOGITS`]    | f32 `[vocab]`      | logits of the last appended position              |
+//! | [`METADATA`]  | u8 `[len]`         | [`ModelInfo`] as JSON                             |
+//!
+//! Errors come back as wasi:nn errors whose message starts with one of the
+//! [`ErrorTag`] prefixes, so a guest can tell a full context from an engine failure.
+
+use serde::{Deserialize, Serialize};
+
+pub use reka_tokenizer::VocabSpec;
+
+/// Input tensor: token ids to append (i32).
+pub const INPUT_IDS: &str = "input_ids";
+/// Output tensor: logits of the last position (f32).
+pub const LOGITS: &str = "logits";
+/// Input and output tensor: the model metadata request / answer (u8, JSON).
+pub const METADATA: &str = "metadata";
+
+/// What a guest needs to know about a model to build prompts and decode tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The graph name the host serves this model under.
+    pub name: String,
+    /// Architecture family, e.g. `llama`.
+    pub architecture: String,
+    /// Number of logits per position.
+    pub vocab_size: u32,
+    /// Maximum number of positions (prompt plus generated tokens).
+    pub context_length: u32,
+    /// Token prepended to every prompt, when the model wants one.
+    pub bos_token_id: Option<u32>,
+    /// Whether prompts start with BOS.
+    pub add_bos: bool,
+    /// End-of-sequence token.
+    pub eos_token_id: Option<u32>,
+    /// Extra tokens that end a turn (e.g. `<|im_end|>`, `<|endoftext|>`).
+    pub stop_token_ids: Vec<u32>,
+    /// Jinja chat template from the model's metadata, if it has one.
+    pub chat_template: Option<String>,
+    /// Strings that end generation for this model's chat format.
+    pub stop_strings: Vec<String>,
+    /// The vocabulary, as the model file stores it.
+    pub tokenizer: VocabSpec,
+}
+
+/// Prefixes of wasi:nn error messages that carry a meaning for the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorTag {
+    /// The context cannot take the appended tokens.
+    ContextFull,
+    /// A tensor has the wrong name, type or shape.
+    BadInput,
+}
+
+impl ErrorTag {
+    /// The message prefix, e.g. `context-full: `.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            ErrorTag::ContextFull => "context-full: ",
+            ErrorTag::BadInput => "bad-input: ",
+        }
+    }
+
+    /// Which tag, if any, starts `message`.
+    pub fn of(message: &str) -> Option<ErrorTag> {
+        [ErrorTag::ContextFull, ErrorTag::BadInput]
+            .into_iter()
+            .find(|t| message.starts_with(t.prefix()) || message.contains(t.prefix()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_tags_are_found_in_messages() {
+        let msg = format!("{}position 9000 past 8192", ErrorTag::ContextFull.prefix());
+        assert_eq!(ErrorTag::of(&msg), Some(ErrorTag::ContextFull));
+        assert_eq!(ErrorTag::of("engine failed"), None);
+    }
+}

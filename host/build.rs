@@ -1,0 +1,97 @@
+//! Builds the wasm components (their own workspace, target wasm32-wasip2) and
+//! composes them into the one deployable app component,
+//! `target/wasm/reka-app.wasm`, that `spin.toml` names. Building the host is the
+//! one command: no manual step.
+//!
+//! Set `REKA_SKIP_COMPONENTS=1` to skip (e.g. when only the host's Rust is checked).
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use wac_graph::{types::Package, CompositionGraph, EncodeOptions};
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() -> Result<()> {
+    let host_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let root = host_dir.parent().context("host has a parent")?.to_path_buf();
+    // Not the whole components/ folder: its target/ changes on every build.
+    for watched in [
+        "components/Cargo.toml",
+        "components/Cargo.lock",
+        "components/gateway",
+        "components/preprocess",
+        "components/generate",
+        "crates",
+        "wit",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    println!("cargo:rerun-if-env-changed=REKA_SKIP_COMPONENTS");
+    if std::env::var_os("REKA_SKIP_COMPONENTS").is_some() {
+        return Ok(());
+    }
+    let built = build_components(&root)?;
+    let app = compose(&built)?;
+    let out_dir = root.join("target").join("wasm");
+    std::fs::create_dir_all(&out_dir)?;
+    for (name, path) in &built {
+        std::fs::copy(path, out_dir.join(format!("{name}.wasm")))?;
+    }
+    let app_path = out_dir.join("reka-app.wasm");
+    std::fs::write(&app_path, app)?;
+    println!("cargo:rustc-env=REKA_APP_WASM={}", app_path.display());
+    Ok(())
+}
+
+/// Runs cargo on the components workspace, in a clean environment so that the
+/// outer build's flags, wrappers (clippy) and target do not leak in.
+fn build_components(root: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
+    let manifest = root.join("components").join("Cargo.toml");
+    let target_dir = root.join("components").join("target");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--target", TARGET, "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        let leaks = (k.starts_with("CARGO_") && k != "CARGO_HOME")
+            || k.starts_with("RUSTC")
+            || k == "RUSTFLAGS"
+            || k == "RUSTDOCFLAGS"
+            || k == "TARGET"
+            || k == "HOST"
+            || k == "OUT_DIR";
+        if leaks {
+            cmd.env_remove(&k);
+        }
+    }
+    let status = cmd.status().context("running cargo for the components")?;
+    if !status.success() {
+        bail!(
+            "building the wasm components failed ({status}); is the target installed? \
+             run `rustup target add {TARGET}`"
+        );
+    }
+    let dir = target_dir.join(TARGET).join("release");
+    Ok(["gateway", "preprocess", "generate"]
+        .into_iter()
+        .map(|n| (n, dir.join(format!("reka_{n}.wasm"))))
+        .collect())
+}
+
+/// Plugs preprocess and generate into the gateway's imports.
+fn compose(built: &[(&'static str, PathBuf)]) -> Result<Vec<u8>> {
+    let mut graph = CompositionGraph::new();
+    let mut ids = Vec::new();
+    for (name, path) in built {
+        let pkg = Package::from_file(&format!("reka:{name}"), None, path, graph.types_mut())
+            .with_context(|| format!("reading component {}", path.display()))?;
+        ids.push(graph.register_package(pkg)?);
+    }
+    let (socket, plugs) = ids.split_first().context("no components")?;
+    wac_graph::plug(&mut graph, plugs.to_vec(), *socket)?;
+    Ok(graph.encode(EncodeOptions::default())?)
+}

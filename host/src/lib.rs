@@ -1,0 +1,12 @@
+//! The Reka host: a wasmtime runtime that serves a Spin-style app of wasm
+//! components over HTTP and runs the models natively behind `wasi:nn`.
+
+pub mod errors;
+pub mod fetch;
+pub mod manifest;
+pub mod model;
+pub mod native;
+pub mod nn;
+pub mod runtime_config;
+pub mod server;
+pub mod state;

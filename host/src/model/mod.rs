@@ -1,0 +1,44 @@
+//! Models the host serves: the Llama / Noam decoder and its loaders.
+//!
+//! [`load`] picks the loader from the path: a `.gguf` file, or a directory with a
+//! Hugging Face `config.json` and safetensors weights.
+
+pub mod config;
+pub mod gguf;
+pub mod llama;
+pub mod safetensors;
+pub mod tokenizer_json;
+
+use anyhow::{Context, Result};
+use reka_protocol::ModelInfo;
+use std::path::Path;
+
+pub use llama::{KvCache, Llama};
+
+/// A model ready to serve: weights plus what guests need to talk to it.
+pub struct LoadedModel {
+    pub decoder: Llama,
+    pub info: ModelInfo,
+    /// `info` as JSON, made once: the guests ask for it on every request.
+    pub info_json: Vec<u8>,
+}
+
+/// Loads a model from a GGUF file or a checkpoint directory, served as `name`.
+pub fn load(name: &str, path: &Path) -> Result<LoadedModel> {
+    let (decoder, info) = if path.is_dir() {
+        safetensors::load(name, path)
+            .with_context(|| format!("loading checkpoint directory {}", path.display()))?
+    } else {
+        gguf::load(name, path).with_context(|| format!("loading GGUF file {}", path.display()))?
+    };
+    let info_json = serde_json::to_vec(&info)?;
+    Ok(LoadedModel {
+        decoder,
+        info,
+        info_json,
+    })
+}
+
+/// Strings that end a chat turn in the common chat formats; those present in the
+/// vocabulary as special tokens become stop tokens.
+pub const END_OF_TURN_TOKENS: &[&str] = &["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<sep>"];

@@ -1,0 +1,132 @@
+//! One generation session behind a wasi:nn execution context.
+//!
+//! `compute` with `input_ids` appends tokens to the session's KV cache and returns
+//! the last position's logits; `compute` with `metadata` returns the model info
+//! JSON. Errors carry a [`ErrorTag`] prefix so that guests can map them.
+
+use crate::model::{KvCache, LoadedModel};
+use reka_protocol::{ErrorTag, INPUT_IDS, LOGITS, METADATA};
+use std::sync::Arc;
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, Id, NamedTensor};
+use wasmtime_wasi_nn::wit::TensorType;
+use wasmtime_wasi_nn::Tensor;
+
+/// A session: the shared model plus this conversation's cache.
+pub struct Session {
+    model: Arc<LoadedModel>,
+    cache: KvCache,
+    outputs: Vec<NamedTensor>,
+}
+
+fn err(tag: ErrorTag, msg: impl std::fmt::Display) -> BackendError {
+    BackendError::BackendAccess(wasmtime::format_err!("{}{msg}", tag.prefix()))
+}
+
+impl Session {
+    pub fn new(model: Arc<LoadedModel>) -> Self {
+        let cache = model.decoder.new_cache();
+        Self {
+            model,
+            cache,
+            outputs: Vec::new(),
+        }
+    }
+
+    fn step(&mut self, t: &Tensor) -> Result<Tensor, BackendError> {
+        if t.ty != TensorType::I32 {
+            return Err(err(ErrorTag::BadInput, "input_ids must be an i32 tensor"));
+        }
+        let ids: Vec<u32> = t
+            .data
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u32)
+            .collect();
+        let vocab = self.model.info.vocab_size;
+        if ids.is_empty() || ids.iter().any(|&i| i >= vocab) {
+            return Err(err(
+                ErrorTag::BadInput,
+                format!("input_ids must be 1 or more ids below {vocab}"),
+            ));
+        }
+        let ctx = self.model.info.context_length as usize;
+        if self.cache.len() + ids.len() > ctx {
+            return Err(err(
+                ErrorTag::ContextFull,
+                format!(
+                    "{} + {} tokens exceed the context of {ctx}",
+                    self.cache.len(),
+                    ids.len()
+                ),
+            ));
+        }
+        let model = &self.model;
+        let cache = &mut self.cache;
+        let mut run = || model.decoder.forward(&ids, cache);
+        // The forward pass is long and synchronous: let tokio move other tasks off
+        // this worker while it runs.
+        let logits = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(run)
+            }
+            _ => run(),
+        }
+        .and_then(|l| l.to_vec1::<f32>())
+        .map_err(|e| BackendError::BackendAccess(wasmtime::format_err!("forward pass: {e}")))?;
+        let data = logits.iter().flat_map(|x| x.to_le_bytes()).collect();
+        Ok(Tensor::new(vec![logits.len() as u32], TensorType::Fp32, data))
+    }
+}
+
+impl BackendExecutionContext for Session {
+    fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
+        let name = id.name().unwrap_or(INPUT_IDS).to_string();
+        let out = self.compute(Some(vec![NamedTensor {
+            name,
+            tensor: tensor.clone(),
+        }]))?;
+        self.outputs = out.unwrap_or_default();
+        Ok(())
+    }
+
+    fn get_output(&mut self, id: Id) -> Result<Tensor, BackendError> {
+        let found = match &id {
+            Id::Index(i) => self.outputs.get(*i as usize),
+            Id::Name(n) => self.outputs.iter().find(|o| &o.name == n),
+        };
+        found
+            .map(|o| o.tensor.clone())
+            .ok_or_else(|| err(ErrorTag::BadInput, format!("no output {id:?}")))
+    }
+
+    fn compute(
+        &mut self,
+        inputs: Option<Vec<NamedTensor>>,
+    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
+        let Some(inputs) = inputs else {
+            return Ok(None); // WITX style: outputs were made by set_input
+        };
+        let mut outputs = Vec::new();
+        for input in inputs {
+            match input.name.as_str() {
+                INPUT_IDS => outputs.push(NamedTensor {
+                    name: LOGITS.into(),
+                    tensor: self.step(&input.tensor)?,
+                }),
+                METADATA => {
+                    let json = self.model.info_json.clone();
+                    outputs.push(NamedTensor {
+                        name: METADATA.into(),
+                        tensor: Tensor::new(vec![json.len() as u32], TensorType::U8, json),
+                    });
+                }
+                other => {
+                    return Err(err(
+                        ErrorTag::BadInput,
+                        format!("unknown input tensor {other:?} (expected {INPUT_IDS} or {METADATA})"),
+                    ))
+                }
+            }
+        }
+        Ok(Some(outputs))
+    }
+}

@@ -1,0 +1,97 @@
+//! The runtime config: which models the host loads and under which names.
+//! Kept apart from `spin.toml`, as Spin keeps runtime settings apart from the
+//! manifest.
+//!
+//! ```toml
+//! default_model = "smollm2-135m"      # optional; else the first listed
+//! [models.smollm2-135m]
+//! path = "~/.cache/reka/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+//! ```
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+struct Raw {
+    default_model: Option<String>,
+    #[serde(default)]
+    models: BTreeMap<String, RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawModel {
+    path: String,
+}
+
+/// A model to load: its graph name and where its files are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// Reads the runtime config; relative paths resolve against its directory, `~`
+/// against the home directory. The default model comes first.
+pub fn load(path: &Path) -> Result<Vec<ModelSpec>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading runtime config {}", path.display()))?;
+    parse(&text, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Parses runtime config text.
+pub fn parse(text: &str, base: &Path) -> Result<Vec<ModelSpec>> {
+    let raw: Raw = toml::from_str(text).context("parsing runtime config")?;
+    if raw.models.is_empty() {
+        bail!("the runtime config names no [models.<name>]");
+    }
+    let mut specs: Vec<ModelSpec> = raw
+        .models
+        .into_iter()
+        .map(|(name, m)| ModelSpec {
+            name,
+            path: resolve(&m.path, base),
+        })
+        .collect();
+    if let Some(d) = raw.default_model {
+        let i = specs
+            .iter()
+            .position(|s| s.name == d)
+            .with_context(|| format!("default_model {d:?} is not among the models"))?;
+        specs.swap(0, i);
+    }
+    Ok(specs)
+}
+
+fn resolve(p: &str, base: &Path) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        if let Some(home) = dirs::home_dir() {
+            return home.join(rest);
+        }
+    }
+    base.join(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_model_comes_first() -> Result<()> {
+        let specs = parse(
+            "default_model = \"b\"\n[models.a]\npath = \"a.gguf\"\n[models.b]\npath = \"/m/b\"\n",
+            Path::new("/etc/reka"),
+        )?;
+        assert_eq!(specs[0].name, "b");
+        assert_eq!(specs[0].path, Path::new("/m/b"));
+        assert_eq!(specs[1].path, Path::new("/etc/reka/a.gguf"));
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_empty_and_unknown_default() {
+        assert!(parse("", Path::new("/")).is_err());
+        assert!(parse("default_model = \"x\"\n[models.a]\npath = \"a\"\n", Path::new("/")).is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! Per-request store state: WASI (environment and mounts from the manifest),
+//! `wasi:http`, and a view of the shared models for `wasi:nn`.
+
+use crate::manifest::Component as AppComponent;
+use crate::nn::Models;
+use anyhow::Result;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
+
+/// Limits of one request's store (kept for growth; none enforced yet beyond WASI's).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreLimits;
+
+/// The data of one request's store.
+pub struct RequestState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    nn: WasiNnCtx,
+}
+
+/// Environment variable that lists the served model names (default first).
+pub const MODELS_ENV: &str = "REKA_MODELS";
+
+impl RequestState {
+    /// State for one request to `component`.
+    pub fn new(component: &AppComponent, models: &Models, _limits: StoreLimits) -> Result<Self> {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr();
+        wasi.env(MODELS_ENV, models.names().join(","));
+        for (k, v) in &component.env {
+            wasi.env(k, v);
+        }
+        for m in &component.mounts {
+            wasi.preopened_dir(&m.host, &m.guest, FsPerms::ReadOnly)
+                .map_err(crate::server::wt)?;
+        }
+        Ok(Self {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            nn: WasiNnCtx::new([], models.registry()),
+        })
+    }
+
+    /// The wasi:nn view of this store.
+    pub fn nn_view(&mut self) -> WasiNnView<'_> {
+        WasiNnView::new(&mut self.table, &mut self.nn)
+    }
+
+    /// The wasi:http view of this store.
+    pub fn http_view(&mut self) -> WasiHttpCtxView<'_> {
+        self.http()
+    }
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Test support: starts a real `reka-host serve` on a free loopback port and
+//! talks plain HTTP/1.1 to it over a real socket (no client library, so the wire
+//! format itself is checked, chunked streaming included).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host has a parent")
+        .to_path_buf()
+}
+
+/// The default model, fetched (and checksum-verified) by the host itself.
+pub fn default_model() -> PathBuf {
+    let out = Command::new(env!("CARGO_BIN_EXE_reka-host"))
+        .arg("fetch")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running reka-host fetch");
+    assert!(out.status.success(), "reka-host fetch failed");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A running server, killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `reka-host serve --model <default>` with the repository's spin.toml.
+    pub fn start() -> Server {
+        let model = default_model();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_reka-host"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
+            .arg(root().join("spin.toml"))
+            .arg("--model")
+            .arg(&model)
+            .args(["--model-name", "smollm2-135m"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting reka-host serve");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr piped");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[server] {line}");
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = stdout.read_line(&mut line).expect("reading server stdout");
+            assert!(n > 0, "server exited before listening");
+            if let Some(a) = line.trim().strip_prefix("listening on http://") {
+                let addr = a.to_string();
+                std::thread::spawn(move || for _ in stdout.lines() {});
+                return Server { child, addr, log };
+            }
+        }
+    }
+
+    /// Server log lines so far that contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log.lock().expect("log lock").iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        request(&self.addr, "GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Response {
+        request(&self.addr, "POST", path, Some(body))
+    }
+
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> Response {
+        self.post(path, &body.to_string())
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Sizes of the transfer-encoding chunks the body came in.
+    pub chunks: Vec<usize>,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `data:` payloads of a server-sent-events body.
+    pub fn sse_data(&self) -> Vec<String> {
+        self.body
+            .split("\n\n")
+            .filter_map(|ev| ev.trim().strip_prefix("data: ").map(str::to_string))
+            .collect()
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection.
+pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Response {
+    let mut s = TcpStream::connect(addr).expect("connecting to the server");
+    s.set_read_timeout(Some(Duration::from_secs(300))).expect("timeout");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("sending request");
+    let mut r = BufReader::new(s);
+    let mut status_line = String::new();
+    r.read_line(&mut status_line).expect("status line");
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).expect("header line");
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let mut data = Vec::new();
+    let mut chunks = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).expect("chunk size");
+            let n = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
+            if n == 0 {
+                break;
+            }
+            let mut buf = vec![0; n + 2];
+            r.read_exact(&mut buf).expect("chunk data");
+            data.extend_from_slice(&buf[..n]);
+            chunks.push(n);
+        }
+    } else {
+        r.read_to_end(&mut data).expect("body");
+        chunks.push(data.len());
+    }
+    Response {
+        status,
+        headers,
+        body: String::from_utf8(data).expect("UTF-8 body"),
+        chunks,
+    }
+}

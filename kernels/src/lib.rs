@@ -6,6 +6,10 @@
 //! arithmetic. Tests compare the two, so a new fast path is always checked against
 //! an independent formulation of the same maths.
 
+pub mod quant;
+#[cfg(target_arch = "x86_64")]
+mod quant_avx2;
+
 use candle_core::{DType, Result, Tensor, D};
 
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * weight`.

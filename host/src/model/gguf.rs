@@ -7,7 +7,7 @@ use super::llama::{Block, Llama, Weights};
 use super::END_OF_TURN_TOKENS;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::QMatMul;
+use super::linear::Linear;
 use candle_core::{DType, Device, Tensor};
 use reka_kernels::RopeStyle;
 use reka_protocol::{ModelInfo, VocabSpec};
@@ -35,13 +35,13 @@ pub fn load(name: &str, path: &Path) -> Result<(Llama, ModelInfo)> {
     let embed_q = tensor("token_embd.weight")?;
     let embeddings = embed_q.dequantize(&device)?;
     let lm_head = match tensor("output.weight") {
-        Ok(w) => QMatMul::from_qtensor(w)?,
-        Err(_) => QMatMul::from_qtensor(embed_q)?, // tied embeddings
+        Ok(w) => Linear::from_qtensor(w)?,
+        Err(_) => Linear::from_qtensor(embed_q)?, // tied embeddings
     };
     let mut blocks = Vec::with_capacity(cfg.num_layers);
     for i in 0..cfg.num_layers {
-        let mut q = |s: &str| -> Result<QMatMul> {
-            Ok(QMatMul::from_qtensor(tensor(&format!("blk.{i}.{s}.weight"))?)?)
+        let mut q = |s: &str| -> Result<Linear> {
+            Ok(Linear::from_qtensor(tensor(&format!("blk.{i}.{s}.weight"))?)?)
         };
         let (wq, wk, wv, wo) = (q("attn_q")?, q("attn_k")?, q("attn_v")?, q("attn_output")?);
         let (w_gate, w_up, w_down) = (q("ffn_gate")?, q("ffn_up")?, q("ffn_down")?);

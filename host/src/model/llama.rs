@@ -1,27 +1,27 @@
 //! The Noam / Llama decoder: pre-norm RMSNorm, SwiGLU MLP, grouped-query attention
 //! with rotary embeddings, no biases.
 //!
-//! Weights are [`QMatMul`]s, so the same code runs GGUF quantized weights (the
+//! Weights are [`Linear`]s, so the same code runs GGUF quantized weights (the
 //! activations are quantized per block inside the matmul, as llama.cpp does) and
 //! plain f32/f16/bf16 safetensors. The KV cache is not part of the model: each
 //! generation session owns a [`KvCache`], so one loaded model serves many sessions.
 
 use super::config::DecoderConfig;
-use candle_core::quantized::QMatMul;
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use super::linear::Linear;
+use candle_core::{DType, Device, Result, Tensor, D};
 use reka_kernels as k;
 
 /// One decoder block.
 pub struct Block {
     pub attn_norm: Tensor,
-    pub wq: QMatMul,
-    pub wk: QMatMul,
-    pub wv: QMatMul,
-    pub wo: QMatMul,
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub wo: Linear,
     pub ffn_norm: Tensor,
-    pub w_gate: QMatMul,
-    pub w_up: QMatMul,
-    pub w_down: QMatMul,
+    pub w_gate: Linear,
+    pub w_up: Linear,
+    pub w_down: Linear,
 }
 
 /// The weights of a decoder, as the loaders hand them over.
@@ -30,7 +30,7 @@ pub struct Weights {
     pub embeddings: Tensor,
     pub blocks: Vec<Block>,
     pub final_norm: Tensor,
-    pub lm_head: QMatMul,
+    pub lm_head: Linear,
 }
 
 /// A loaded decoder, shareable across sessions.
@@ -148,7 +148,7 @@ impl Llama {
         let c = &self.cfg;
         let t = h.dim(0)?;
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        let heads = |w: &QMatMul, n: usize| -> Result<Tensor> {
+        let heads = |w: &Linear, n: usize| -> Result<Tensor> {
             w.forward(h)?.reshape((1, t, n, hd))?.transpose(1, 2)
         };
         let q = f16_round(&k::rope(&heads(&b.wq, nh)?, cos, sin, c.rope_style)?.squeeze(0)?)?;

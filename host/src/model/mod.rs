@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod gguf;
+pub mod linear;
 pub mod llama;
 pub mod safetensors;
 pub mod tokenizer_json;

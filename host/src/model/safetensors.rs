@@ -6,7 +6,7 @@ use super::config::HfLlamaConfig;
 use super::llama::{Block, Llama, Weights};
 use super::tokenizer_json;
 use anyhow::{bail, Context, Result};
-use candle_core::quantized::QMatMul;
+use super::linear::Linear;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use reka_protocol::ModelInfo;
@@ -23,8 +23,8 @@ pub fn load(name: &str, dir: &Path) -> Result<(Llama, ModelInfo)> {
     // The CPU path computes in f32; weights are converted tensor by tensor as
     // they are read from the memory map.
     let vb = mmap(&files, &device)?;
-    let lin = |p: &str, out: usize, inp: usize| -> Result<QMatMul> {
-        Ok(QMatMul::Tensor(vb.get((out, inp), p).with_context(|| format!("weight {p}"))?))
+    let lin = |p: &str, out: usize, inp: usize| -> Result<Linear> {
+        Ok(Linear::from_tensor(vb.get((out, inp), p).with_context(|| format!("weight {p}"))?))
     };
     let (h, nh, nkv, hd, ff) = (
         cfg.hidden_size,
@@ -50,7 +50,7 @@ pub fn load(name: &str, dir: &Path) -> Result<(Llama, ModelInfo)> {
     }
     let embeddings = vb.get((cfg.vocab_size, h), "model.embed_tokens.weight")?;
     let lm_head = if hf.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
-        QMatMul::Tensor(embeddings.clone())
+        Linear::from_tensor(embeddings.clone())
     } else {
         lin("lm_head.weight", cfg.vocab_size, h)?
     };

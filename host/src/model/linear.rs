@@ -1,0 +1,53 @@
+//! A weight matrix as the decoder uses it: GGUF blocks that our kernels compute
+//! with directly (Q4_0, Q4_1, Q8_0, in llama.cpp's numerics, on all cores), or a
+//! candle [`QMatMul`] for every other format (K-quants, f32/f16/bf16 tensors).
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Module, Result, Tensor};
+use reka_kernels::quant::{self, QMatrix, QType};
+
+/// `y = x · Wᵀ` for `x` `[t, in]`.
+pub enum Linear {
+    Blocks(QMatrix),
+    Candle(QMatMul),
+}
+
+impl Linear {
+    /// Takes a GGUF tensor `[out, in]`.
+    pub fn from_qtensor(q: QTensor) -> Result<Self> {
+        let qtype = match q.dtype() {
+            GgmlDType::Q4_0 => Some(QType::Q4_0),
+            GgmlDType::Q4_1 => Some(QType::Q4_1),
+            GgmlDType::Q8_0 => Some(QType::Q8_0),
+            _ => None,
+        };
+        match qtype {
+            Some(qt) => {
+                let (rows, cols) = q.shape().dims2()?;
+                let m = QMatrix::new(qt, rows, cols, q.data()?.into_owned())
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                Ok(Linear::Blocks(m))
+            }
+            None => Ok(Linear::Candle(QMatMul::from_qtensor(q)?)),
+        }
+    }
+
+    /// A plain (unquantized) weight tensor `[out, in]`.
+    pub fn from_tensor(w: Tensor) -> Self {
+        Linear::Candle(QMatMul::Tensor(w))
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Linear::Candle(m) => m.forward(x),
+            Linear::Blocks(m) => {
+                let (t, cols) = x.dims2()?;
+                if cols != m.cols {
+                    return Err(candle_core::Error::Msg(format!("input has {cols} columns, weight {}", m.cols)));
+                }
+                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                Tensor::from_vec(quant::matmul(m, &xs, t), (t, m.rows), x.device())
+            }
+        }
+    }
+}

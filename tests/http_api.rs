@@ -65,7 +65,7 @@ fn chat_answers_and_streams_as_server_sent_events() {
     let answer = v["choices"][0]["message"]["content"].as_str().expect("content").to_string();
     assert!(answer.contains("Paris"), "{answer:?}");
     let completion = v["usage"]["completion_tokens"].as_u64().expect("usage");
-    assert!(completion >= 1 && completion <= 24);
+    assert!((1..=24).contains(&completion));
     assert!(v["usage"]["prompt_tokens"].as_u64().expect("usage") > 10);
 
     let mut streamed = body.clone();

@@ -4,7 +4,7 @@
 
 use crate::manifest::{App, Component as AppComponent};
 use crate::nn::Models;
-use crate::state::{RequestState, StoreLimits};
+use crate::state::RequestState;
 use anyhow::{Context, Result};
 use hyper::server::conn::http1;
 use std::collections::HashMap;
@@ -142,7 +142,7 @@ impl Server {
         served: &Served,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> Result<hyper::Response<HyperOutgoingBody>> {
-        let state = RequestState::new(&served.spec, &self.models, StoreLimits::default())?;
+        let state = RequestState::new(&served.spec, &self.models)?;
         let mut store = Store::new(served.pre.engine(), state);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (req, out) = {

@@ -9,10 +9,6 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
 
-/// Limits of one request's store (kept for growth; none enforced yet beyond WASI's).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StoreLimits;
-
 /// The data of one request's store.
 pub struct RequestState {
     table: ResourceTable,
@@ -26,7 +22,7 @@ pub const MODELS_ENV: &str = "REKA_MODELS";
 
 impl RequestState {
     /// State for one request to `component`.
-    pub fn new(component: &AppComponent, models: &Models, _limits: StoreLimits) -> Result<Self> {
+    pub fn new(component: &AppComponent, models: &Models) -> Result<Self> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
         wasi.env(MODELS_ENV, models.names().join(","));

@@ -61,7 +61,7 @@ impl std::error::Error for ShapeError {}
 impl QMatrix {
     /// Wraps raw GGUF block bytes.
     pub fn new(qtype: QType, rows: usize, cols: usize, data: Vec<u8>) -> Result<Self, ShapeError> {
-        if cols % BLOCK != 0 {
+        if !cols.is_multiple_of(BLOCK) {
             return Err(ShapeError(format!("{cols} columns is not a multiple of {BLOCK}")));
         }
         let want = rows * cols / BLOCK * qtype.block_bytes();

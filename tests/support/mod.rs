@@ -61,16 +61,23 @@ impl Server {
                 sink.lock().expect("log lock").push(line);
             }
         });
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
+        let stdout = child.stdout.take().expect("stdout piped");
+        // From here on the server is owned by a guard, so a failed start kills it.
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            log,
+        };
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
         loop {
             line.clear();
             let n = stdout.read_line(&mut line).expect("reading server stdout");
             assert!(n > 0, "server exited before listening");
             if let Some(a) = line.trim().strip_prefix("listening on http://") {
-                let addr = a.to_string();
+                server.addr = a.to_string();
                 std::thread::spawn(move || for _ in stdout.lines() {});
-                return Server { child, addr, log };
+                return server;
             }
         }
     }

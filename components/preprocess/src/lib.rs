@@ -57,7 +57,7 @@ fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, parse_special: bool) ->
     }
     let body = tok.encode(text, parse_special);
     // A template that writes BOS itself must not get a second one.
-    if ids.first().is_some() && body.first() == ids.first() {
+    if !ids.is_empty() && body.first() == ids.first() {
         ids.clear();
     }
     ids.extend(body);

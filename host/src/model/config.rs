@@ -35,6 +35,9 @@ pub struct DecoderConfig {
     pub rope_style: RopeStyle,
     pub rms_norm_eps: f64,
     pub context_length: usize,
+    /// Hold q/k/v and attention weights at f16 precision, as llama.cpp's default
+    /// f16 KV cache does (GGUF models, for parity with llama.cpp); full f32 otherwise.
+    pub attn_f16: bool,
 }
 
 impl DecoderConfig {
@@ -128,6 +131,7 @@ impl HfLlamaConfig {
             rope_style: RopeStyle::Halves,
             rms_norm_eps: self.rms_norm_eps,
             context_length: self.max_position_embeddings,
+            attn_f16: false,
         }
     }
 }

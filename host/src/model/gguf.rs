@@ -134,6 +134,7 @@ impl Meta<'_> {
             rope_style: RopeStyle::Interleaved,
             rms_norm_eps: self.f64_or(&k("attention.layer_norm_rms_epsilon"), 1e-5),
             context_length: self.u32(&k("context_length"))? as usize,
+            attn_f16: true,
         })
     }
 

@@ -151,9 +151,9 @@ impl Llama {
         let heads = |w: &Linear, n: usize| -> Result<Tensor> {
             w.forward(h)?.reshape((1, t, n, hd))?.transpose(1, 2)
         };
-        let q = f16_round(&k::rope(&heads(&b.wq, nh)?, cos, sin, c.rope_style)?.squeeze(0)?)?;
-        let kk = f16_round(&k::rope(&heads(&b.wk, nkv)?, cos, sin, c.rope_style)?.squeeze(0)?)?;
-        let v = f16_round(&heads(&b.wv, nkv)?.squeeze(0)?.contiguous()?)?;
+        let q = self.round(&k::rope(&heads(&b.wq, nh)?, cos, sin, c.rope_style)?.squeeze(0)?)?;
+        let kk = self.round(&k::rope(&heads(&b.wk, nkv)?, cos, sin, c.rope_style)?.squeeze(0)?)?;
+        let v = self.round(&heads(&b.wv, nkv)?.squeeze(0)?.contiguous()?)?;
         let (kk, v) = cache.append(layer, kk.contiguous()?, v)?; // [nkv, s, hd]
         let s = kk.dim(1)?;
         // Grouped-query attention without copying K/V per head: the `rep` query heads
@@ -167,10 +167,20 @@ impl Llama {
             scores = scores.broadcast_add(&m)?;
         }
         debug_assert_eq!(scores.dim(D::Minus1)?, s);
-        let p = f16_round(&k::softmax_last_dim(&scores)?)?;
+        let p = self.round(&k::softmax_last_dim(&scores)?)?;
         let y = p.matmul(&v)?; // [nkv, rep*t, hd]
         let y = y.reshape((nh, t, hd))?.transpose(0, 1)?.reshape((t, nh * hd))?;
         b.wo.forward(&y)
+    }
+
+    /// Rounds to f16 precision and back when the config asks for it: llama.cpp keeps
+    /// the KV cache, the queries and the attention weights at f16 by default.
+    fn round(&self, x: &Tensor) -> Result<Tensor> {
+        if self.cfg.attn_f16 {
+            x.to_dtype(DType::F16)?.to_dtype(DType::F32)
+        } else {
+            Ok(x.clone())
+        }
     }
 
     /// `[t, pos + t]`: 0 where a query may look, -inf past its own position.
@@ -181,10 +191,4 @@ impl Llama {
             .collect();
         Tensor::from_vec(m, (t, s), &self.device)
     }
-}
-
-/// Rounds to f16 precision and back: the KV cache, the queries and the attention
-/// weights are kept at f16 precision, as llama.cpp keeps them by default.
-fn f16_round(x: &Tensor) -> Result<Tensor> {
-    x.to_dtype(DType::F16)?.to_dtype(DType::F32)
 }

@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod model;
 pub mod native;
 pub mod nn;
+pub mod outbound;
 pub mod runtime_config;
 pub mod server;
 pub mod state;

@@ -4,6 +4,7 @@
 
 use crate::manifest::{App, Component as AppComponent};
 use crate::nn::Models;
+use crate::outbound::OutboundPolicy;
 use crate::state::RequestState;
 use anyhow::{Context, Result};
 use hyper::server::conn::http1;
@@ -22,6 +23,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 struct Served {
     pre: ProxyPre<RequestState>,
     spec: AppComponent,
+    outbound: OutboundPolicy,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -57,11 +59,14 @@ impl Server {
                 .map_err(wt)
                 .with_context(|| format!("component {id} must export wasi:http/incoming-handler"))?;
             tracing::info!(component = %id, ms = started.elapsed().as_millis() as u64, "component ready");
+            let outbound = OutboundPolicy::new(&spec.allowed_outbound_hosts)
+                .map_err(|e| anyhow::anyhow!("component {id}: {e}"))?;
             components.insert(
                 id.clone(),
                 Served {
                     pre,
                     spec: spec.clone(),
+                    outbound,
                 },
             );
         }
@@ -142,7 +147,7 @@ impl Server {
         served: &Served,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> Result<hyper::Response<HyperOutgoingBody>> {
-        let state = RequestState::new(&served.spec, &self.models)?;
+        let state = RequestState::new(&served.spec, &self.models, served.outbound.clone())?;
         let mut store = Store::new(served.pre.engine(), state);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (req, out) = {

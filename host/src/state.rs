@@ -3,6 +3,7 @@
 
 use crate::manifest::Component as AppComponent;
 use crate::nn::Models;
+use crate::outbound::OutboundPolicy;
 use anyhow::Result;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
@@ -15,6 +16,7 @@ pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     nn: WasiNnCtx,
+    outbound: OutboundPolicy,
 }
 
 /// Environment variable that lists the served model names (default first).
@@ -22,7 +24,7 @@ pub const MODELS_ENV: &str = "REKA_MODELS";
 
 impl RequestState {
     /// State for one request to `component`.
-    pub fn new(component: &AppComponent, models: &Models) -> Result<Self> {
+    pub fn new(component: &AppComponent, models: &Models, outbound: OutboundPolicy) -> Result<Self> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
         wasi.env(MODELS_ENV, models.names().join(","));
@@ -38,6 +40,7 @@ impl RequestState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             nn: WasiNnCtx::new([], models.registry()),
+            outbound,
         })
     }
 
@@ -66,7 +69,7 @@ impl WasiHttpView for RequestState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
     }
 }

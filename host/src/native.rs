@@ -2,8 +2,8 @@
 //! used to compare the full request path against the bare forward pass.
 
 use crate::model::LoadedModel;
-use anyhow::{Context, Result};
-use reka_tokenizer::{IncrementalDecoder, Tokenizer};
+use anyhow::Result;
+use reka_tokenizer::IncrementalDecoder;
 use std::time::{Duration, Instant};
 
 /// What a native run produced and how long it took.
@@ -27,7 +27,7 @@ impl RunReport {
 
 /// Greedy-decodes up to `max_tokens` after the raw `prompt` (no chat template).
 pub fn greedy(model: &LoadedModel, prompt: &str, max_tokens: usize) -> Result<RunReport> {
-    let tok = Tokenizer::new(&model.info.tokenizer).context("building tokenizer")?;
+    let tok = &model.tokenizer;
     let mut prompt_ids = Vec::new();
     if model.info.add_bos {
         prompt_ids.extend(model.info.bos_token_id);
@@ -48,7 +48,7 @@ pub fn greedy(model: &LoadedModel, prompt: &str, max_tokens: usize) -> Result<Ru
         if model.info.stop_token_ids.contains(&next) {
             break;
         }
-        text.push_str(&dec.push(&tok, next));
+        text.push_str(&dec.push(tok, next));
         if step + 1 == max_tokens {
             break;
         }

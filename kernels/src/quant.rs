@@ -218,18 +218,34 @@ fn has_avx2() -> bool {
 /// Rows per parallel task: enough work to pay for the hand-off.
 const ROWS_PER_TASK: usize = 64;
 
-/// `y = x · wᵀ` for `x` `[t, cols]` (row-major), giving `[t, rows]`.
+/// `y = x · wᵀ` for `x` `[t, cols]` (row-major), giving `[t, rows]`. Each weight
+/// row is read once and used for all `t` activation rows (prefill).
 pub fn matmul(w: &QMatrix, x: &[f32], t: usize) -> Vec<f32> {
     assert!(x.len() >= t * w.cols, "activations shorter than t × cols");
     let acts: Vec<Q8Row> = x.chunks_exact(w.cols).take(t).map(quantize_q8).collect();
+    // Computed as [rows, t] so that tasks own disjoint slices, then transposed.
+    let mut yt = vec![0f32; w.rows * t];
+    yt.par_chunks_mut(ROWS_PER_TASK * t)
+        .enumerate()
+        .for_each(|(i, out)| {
+            let start = i * ROWS_PER_TASK;
+            let n = out.len() / t;
+            let mut col = vec![0f32; n];
+            for (j, a) in acts.iter().enumerate() {
+                dot_rows(w, start..start + n, a, &mut col);
+                for (k, v) in col.iter().enumerate() {
+                    out[k * t + j] = *v;
+                }
+            }
+        });
+    if t == 1 {
+        return yt;
+    }
     let mut y = vec![0f32; t * w.rows];
-    for (a, yrow) in acts.iter().zip(y.chunks_exact_mut(w.rows)) {
-        yrow.par_chunks_mut(ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(i, out)| {
-                let start = i * ROWS_PER_TASK;
-                dot_rows(w, start..start + out.len(), a, out);
-            });
+    for r in 0..w.rows {
+        for j in 0..t {
+            y[j * w.rows + r] = yt[r * t + j];
+        }
     }
     y
 }

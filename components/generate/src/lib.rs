@@ -79,11 +79,7 @@ impl GuestGeneration for Gen {
             });
         }
         let session = Session::open(&model).map_err(to_error)?;
-        let info = session.info().map_err(to_error)?;
-        let tok = Tokenizer::new(&info.tokenizer).map_err(|e| Error {
-            kind: ErrorKind::Internal,
-            message: format!("tokenizer: {e}"),
-        })?;
+        let (_info, tok) = session.model().map_err(to_error)?;
         let logits = session.step(&prompt).map_err(to_error)?;
         let mut stops = stop_strings;
         stops.extend(sampling.stop.iter().cloned());

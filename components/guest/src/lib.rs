@@ -8,7 +8,8 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use reka_protocol::{ErrorTag, ModelInfo, INPUT_IDS, LOGITS, METADATA};
+use reka_protocol::{ErrorTag, ModelInfo, INPUT_IDS, LOGITS, METADATA, TOKENIZER};
+use reka_tokenizer::Tokenizer;
 use wasi::nn::errors::ErrorCode;
 use wasi::nn::graph::{load_by_name, Graph};
 use wasi::nn::inference::GraphExecutionContext;
@@ -84,12 +85,25 @@ impl Session {
             .ok_or_else(|| Failure::Internal(format!("the backend returned no {name} tensor")))
     }
 
-    /// The model's metadata: vocabulary, template, context length, stop tokens.
-    pub fn info(&self) -> Result<ModelInfo, Failure> {
-        let out = self.compute(METADATA, Tensor::new(&[0], TensorType::U8, &[]))?;
-        let data = Self::output(out, METADATA)?.data();
-        serde_json::from_slice(&data)
-            .map_err(|e| Failure::Internal(format!("bad model metadata: {e}")))
+    /// The model's metadata (template, context length, stop tokens) and its
+    /// ready-built tokenizer.
+    pub fn model(&self) -> Result<(ModelInfo, Tokenizer), Failure> {
+        let (mut json, mut blob) = (None, None);
+        for (name, t) in self.compute(METADATA, Tensor::new(&[0], TensorType::U8, &[]))? {
+            match name.as_str() {
+                METADATA => json = Some(t.data()),
+                TOKENIZER => blob = Some(t.data()),
+                _ => {}
+            }
+        }
+        let missing = |n: &str| Failure::Internal(format!("the backend returned no {n} tensor"));
+        let json = json.ok_or_else(|| missing(METADATA))?;
+        let blob = blob.ok_or_else(|| missing(TOKENIZER))?;
+        let info = serde_json::from_slice(&json)
+            .map_err(|e| Failure::Internal(format!("bad model metadata: {e}")))?;
+        let tok = Tokenizer::from_compact(&blob)
+            .map_err(|e| Failure::Internal(format!("bad tokenizer from the host: {e}")))?;
+        Ok((info, tok))
     }
 
     /// Appends `ids` to the session and returns the last position's logits.

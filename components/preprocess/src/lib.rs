@@ -36,18 +36,9 @@ fn to_error(f: Failure) -> Error {
     }
 }
 
-fn internal(message: String) -> Error {
-    Error {
-        kind: ErrorKind::Internal,
-        message,
-    }
-}
-
 /// Reads the model's metadata and builds its tokenizer.
 fn model(name: &str) -> Result<(ModelInfo, Tokenizer), Error> {
-    let info = Session::open(name).and_then(|s| s.info()).map_err(to_error)?;
-    let tok = Tokenizer::new(&info.tokenizer).map_err(|e| internal(format!("tokenizer: {e}")))?;
-    Ok((info, tok))
+    Session::open(name).and_then(|s| s.model()).map_err(to_error)
 }
 
 fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, parse_special: bool) -> Prompt {

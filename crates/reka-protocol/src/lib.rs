@@ -15,6 +15,7 @@
 //! |---------------|--------------------|---------------------------------------------------|
 //! | [`LOGITS`]    | f32 `[vocab]`      | logits of the last appended position              |
 //! | [`METADATA`]  | u8 `[len]`         | [`ModelInfo`] as JSON                             |
+//! | [`TOKENIZER`] | u8 `[len]`         | the tokenizer, `reka_tokenizer`'s compact form    |
 //!
 //! Errors come back as wasi:nn errors whose message starts with one of the
 //! [`ErrorTag`] prefixes, so a guest can tell a full context from an engine failure.
@@ -29,6 +30,8 @@ pub const INPUT_IDS: &str = "input_ids";
 pub const LOGITS: &str = "logits";
 /// Input and output tensor: the model metadata request / answer (u8, JSON).
 pub const METADATA: &str = "metadata";
+/// Output tensor next to [`METADATA`]: the ready-built tokenizer (u8, compact form).
+pub const TOKENIZER: &str = "tokenizer";
 
 /// What a guest needs to know about a model to build prompts and decode tokens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,8 +56,6 @@ pub struct ModelInfo {
     pub chat_template: Option<String>,
     /// Strings that end generation for this model's chat format.
     pub stop_strings: Vec<String>,
-    /// The vocabulary, as the model file stores it.
-    pub tokenizer: VocabSpec,
 }
 
 /// Prefixes of wasi:nn error messages that carry a meaning for the guest.

@@ -62,6 +62,24 @@ impl Arena {
             .push(u32::try_from(self.data.len()).unwrap_or(u32::MAX));
     }
 
+    /// The raw buffer and end offsets.
+    pub fn parts(&self) -> (&[u8], &[u32]) {
+        (&self.data, &self.ends)
+    }
+
+    /// An arena from a buffer and end offsets; `None` if the offsets are not
+    /// non-decreasing within the buffer.
+    pub fn from_parts(data: Vec<u8>, ends: Vec<u32>) -> Option<Self> {
+        let mut prev = 0u32;
+        for &e in &ends {
+            if e < prev || e as usize > data.len() {
+                return None;
+            }
+            prev = e;
+        }
+        Some(Self { data, ends })
+    }
+
     /// Number of strings.
     pub fn len(&self) -> usize {
         self.ends.len()
@@ -116,6 +134,23 @@ impl StrIndex {
             }
         }
         index
+    }
+
+    /// The slot table, for serialising: (id, tag) per slot.
+    pub fn slots(&self) -> impl Iterator<Item = (u32, u16)> + '_ {
+        self.ids.iter().copied().zip(self.tags.iter().copied())
+    }
+
+    /// Rebuilds the table from [`StrIndex::slots`]; `None` unless the slot count
+    /// is a power of two and every id is below `n` (or empty).
+    pub fn from_slots(slots: impl Iterator<Item = (u32, u16)>, n: usize) -> Option<Self> {
+        let (ids, tags): (Vec<u32>, Vec<u16>) = slots.unzip();
+        let ok = ids.len().is_power_of_two() && ids.iter().all(|&i| i == EMPTY || (i as usize) < n);
+        ok.then(|| Self {
+            mask: ids.len() - 1,
+            ids,
+            tags,
+        })
     }
 
     /// The index of `key` in `arena`.
@@ -181,6 +216,22 @@ impl PairIndex {
             }
             slot = (slot + 1) & self.mask;
         }
+    }
+
+    /// The slot table, for serialising: (key, rank, merged id) per slot.
+    pub fn slots(&self) -> &[(u64, u32, u32)] {
+        &self.entries
+    }
+
+    /// Rebuilds the table from [`PairIndex::slots`]; `None` unless the slot count
+    /// is a power of two and every merged id is below `n`.
+    pub fn from_slots(entries: Vec<(u64, u32, u32)>, n: usize) -> Option<Self> {
+        let ok = entries.len().is_power_of_two()
+            && entries.iter().all(|e| e.0 == EMPTY_PAIR || (e.2 as usize) < n);
+        ok.then(|| Self {
+            mask: entries.len() - 1,
+            entries,
+        })
     }
 
     /// (rank, merged id) of the pair.

@@ -12,6 +12,7 @@
 
 mod bpe;
 mod bytes;
+mod compact;
 mod decode;
 mod index;
 mod pretokenize;
@@ -72,6 +73,9 @@ pub enum Error {
         /// Number of token types.
         types: usize,
     },
+    /// A compact tokenizer blob is malformed.
+    #[error("bad compact tokenizer: {0}")]
+    BadCompact(String),
     /// A merge line is not of the form `"left right"`.
     #[error("merge {index} is malformed: {line:?}")]
     BadMerge {

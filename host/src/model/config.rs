@@ -89,8 +89,7 @@ pub struct HfLlamaConfig {
     pub num_key_value_heads: Option<usize>,
     pub head_dim: Option<usize>,
     pub vocab_size: usize,
-    #[serde(default = "default_rope_theta")]
-    pub rope_theta: f64,
+    pub rope_theta: Option<f64>,
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
     #[serde(default = "default_ctx")]
@@ -98,13 +97,12 @@ pub struct HfLlamaConfig {
     #[serde(default)]
     pub tie_word_embeddings: bool,
     pub rope_scaling: Option<serde_json::Value>,
+    /// transformers 5 writes `rope_theta` and the scaling type here instead.
+    pub rope_parameters: Option<serde_json::Value>,
     pub bos_token_id: Option<serde_json::Value>,
     pub eos_token_id: Option<serde_json::Value>,
 }
 
-fn default_rope_theta() -> f64 {
-    10_000.0
-}
 fn default_eps() -> f64 {
     1e-6
 }
@@ -126,8 +124,11 @@ impl HfLlamaConfig {
             num_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
             head_dim,
             vocab_size: self.vocab_size,
-            rope_theta: self.rope_theta,
-            rope_scaling: parse_rope_scaling(self.rope_scaling.as_ref()),
+            rope_theta: self
+                .rope_theta
+                .or_else(|| self.rope_parameters.as_ref()?.get("rope_theta")?.as_f64())
+                .unwrap_or(10_000.0),
+            rope_scaling: parse_rope_scaling(self.rope_scaling.as_ref().or(self.rope_parameters.as_ref())),
             rope_style: RopeStyle::Halves,
             rms_norm_eps: self.rms_norm_eps,
             context_length: self.max_position_embeddings,

@@ -16,7 +16,7 @@ use std::io::BufReader;
 use std::path::Path;
 
 /// Reads metadata and weights of `path` and serves it as `name`.
-pub fn load(name: &str, path: &Path) -> Result<(Llama, ModelInfo)> {
+pub fn load(name: &str, path: &Path) -> Result<super::Loaded> {
     let mut reader = BufReader::new(File::open(path)?);
     let content = Content::read(&mut reader).map_err(|e| anyhow!("not a GGUF file: {e}"))?;
     let md = Meta(&content);
@@ -67,8 +67,8 @@ pub fn load(name: &str, path: &Path) -> Result<(Llama, ModelInfo)> {
         final_norm,
         lm_head,
     };
-    let info = md.model_info(name, &arch, &cfg, vocab)?;
-    Ok((Llama::new(cfg, weights, &device)?, info))
+    let info = md.model_info(name, &arch, &cfg, &vocab)?;
+    Ok((Llama::new(cfg, weights, &device)?, info, vocab))
 }
 
 struct Meta<'a>(&'a Content);
@@ -157,7 +157,7 @@ impl Meta<'_> {
         name: &str,
         arch: &str,
         cfg: &DecoderConfig,
-        vocab: VocabSpec,
+        vocab: &VocabSpec,
     ) -> Result<ModelInfo> {
         if vocab.model != "gpt2" {
             bail!("unsupported tokenizer model {:?} (byte-level BPE only)", vocab.model);
@@ -188,7 +188,6 @@ impl Meta<'_> {
             stop_token_ids: stops,
             chat_template: self.string("tokenizer.chat_template").ok(),
             stop_strings: Vec::new(),
-            tokenizer: vocab,
         })
     }
 }

@@ -11,7 +11,8 @@ pub mod safetensors;
 pub mod tokenizer_json;
 
 use anyhow::{Context, Result};
-use reka_protocol::ModelInfo;
+use reka_protocol::{ModelInfo, VocabSpec};
+use reka_tokenizer::Tokenizer;
 use std::path::Path;
 
 pub use llama::{KvCache, Llama};
@@ -20,25 +21,34 @@ pub use llama::{KvCache, Llama};
 pub struct LoadedModel {
     pub decoder: Llama,
     pub info: ModelInfo,
-    /// `info` as JSON, made once: the guests ask for it on every request.
+    /// The model's tokenizer, for the native paths.
+    pub tokenizer: Tokenizer,
+    /// `info` as JSON and the tokenizer in compact form, made once: the guests
+    /// ask for both on every request.
     pub info_json: Vec<u8>,
+    pub tokenizer_blob: Vec<u8>,
 }
 
 /// Loads a model from a GGUF file or a checkpoint directory, served as `name`.
 pub fn load(name: &str, path: &Path) -> Result<LoadedModel> {
-    let (decoder, info) = if path.is_dir() {
+    let (decoder, info, vocab) = if path.is_dir() {
         safetensors::load(name, path)
             .with_context(|| format!("loading checkpoint directory {}", path.display()))?
     } else {
         gguf::load(name, path).with_context(|| format!("loading GGUF file {}", path.display()))?
     };
-    let info_json = serde_json::to_vec(&info)?;
+    let tokenizer = Tokenizer::new(&vocab).context("building the tokenizer")?;
     Ok(LoadedModel {
         decoder,
+        info_json: serde_json::to_vec(&info)?,
+        tokenizer_blob: tokenizer.to_compact(),
         info,
-        info_json,
+        tokenizer,
     })
 }
+
+/// What a loader returns: the decoder, the guests' model info, the vocabulary.
+pub type Loaded = (Llama, ModelInfo, VocabSpec);
 
 /// Strings that end a chat turn in the common chat formats; those present in the
 /// vocabulary as special tokens become stop tokens.

@@ -9,12 +9,11 @@ use anyhow::{bail, Context, Result};
 use super::linear::Linear;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use reka_protocol::ModelInfo;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Reads the checkpoint in `dir` and serves it as `name`.
-pub fn load(name: &str, dir: &Path) -> Result<(Llama, ModelInfo)> {
+pub fn load(name: &str, dir: &Path) -> Result<super::Loaded> {
     let cfg_text = std::fs::read_to_string(dir.join("config.json")).context("reading config.json")?;
     let hf: HfLlamaConfig = serde_json::from_str(&cfg_text).context("parsing config.json")?;
     let cfg = hf.decoder();
@@ -60,8 +59,8 @@ pub fn load(name: &str, dir: &Path) -> Result<(Llama, ModelInfo)> {
         final_norm: vb.get(h, "model.norm.weight")?,
         lm_head,
     };
-    let info = tokenizer_json::model_info(name, dir, &hf, &cfg)?;
-    Ok((Llama::new(cfg, weights, &device)?, info))
+    let (info, vocab) = tokenizer_json::model_info(name, dir, &hf, &cfg)?;
+    Ok((Llama::new(cfg, weights, &device)?, info, vocab))
 }
 
 /// The safetensors files of a checkpoint, from the shard index when there is one.

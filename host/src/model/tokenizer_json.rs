@@ -15,7 +15,7 @@ pub fn model_info(
     dir: &Path,
     hf: &HfLlamaConfig,
     cfg: &DecoderConfig,
-) -> Result<ModelInfo> {
+) -> Result<(ModelInfo, VocabSpec)> {
     let tok: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("tokenizer.json")).context("reading tokenizer.json")?,
     )
@@ -53,7 +53,7 @@ pub fn model_info(
     }
     stops.sort_unstable();
     stops.dedup();
-    Ok(ModelInfo {
+    let info = ModelInfo {
         name: name.to_string(),
         architecture: "llama".into(),
         vocab_size: cfg.vocab_size as u32,
@@ -70,8 +70,8 @@ pub fn model_info(
             .and_then(|v| v.as_str())
             .map(str::to_string),
         stop_strings: Vec::new(),
-        tokenizer: vocab,
-    })
+    };
+    Ok((info, vocab))
 }
 
 /// Converts a byte-level BPE `tokenizer.json` into the GGUF-style vocabulary.

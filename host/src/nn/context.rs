@@ -5,7 +5,7 @@
 //! JSON. Errors carry a [`ErrorTag`] prefix so that guests can map them.
 
 use crate::model::{KvCache, LoadedModel};
-use reka_protocol::{ErrorTag, INPUT_IDS, LOGITS, METADATA};
+use reka_protocol::{ErrorTag, INPUT_IDS, LOGITS, METADATA, TOKENIZER};
 use std::sync::Arc;
 use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, Id, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
@@ -113,11 +113,15 @@ impl BackendExecutionContext for Session {
                     tensor: self.step(&input.tensor)?,
                 }),
                 METADATA => {
-                    let json = self.model.info_json.clone();
-                    outputs.push(NamedTensor {
-                        name: METADATA.into(),
-                        tensor: Tensor::new(vec![json.len() as u32], TensorType::U8, json),
-                    });
+                    for (name, bytes) in [
+                        (METADATA, &self.model.info_json),
+                        (TOKENIZER, &self.model.tokenizer_blob),
+                    ] {
+                        outputs.push(NamedTensor {
+                            name: name.into(),
+                            tensor: Tensor::new(vec![bytes.len() as u32], TensorType::U8, bytes.clone()),
+                        });
+                    }
                 }
                 other => {
                     return Err(err(

@@ -22,6 +22,8 @@ fn main() -> Result<()> {
         "components/gateway",
         "components/preprocess",
         "components/generate",
+        "components/guest",
+        "components/p3-hello",
         "crates",
         "wit",
     ] {
@@ -32,11 +34,12 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let built = build_components(&root)?;
-    let app = compose(&built)?;
+    // The first three make the app; p3-hello is a test guest for the p3 path.
+    let app = compose(&built[..3])?;
     let out_dir = root.join("target").join("wasm");
     std::fs::create_dir_all(&out_dir)?;
     for (name, path) in &built {
-        std::fs::copy(path, out_dir.join(format!("{name}.wasm")))?;
+        std::fs::copy(path, out_dir.join(format!("{}.wasm", name.replace('_', "-"))))?;
     }
     let app_path = out_dir.join("reka-app.wasm");
     std::fs::write(&app_path, app)?;
@@ -76,7 +79,7 @@ fn build_components(root: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
         );
     }
     let dir = target_dir.join(TARGET).join("release");
-    Ok(["gateway", "preprocess", "generate"]
+    Ok(["gateway", "preprocess", "generate", "p3_hello"]
         .into_iter()
         .map(|n| (n, dir.join(format!("reka_{n}.wasm"))))
         .collect())

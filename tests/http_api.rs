@@ -162,3 +162,16 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     assert_eq!(models["data"][0]["id"], "smollm2-135m");
     assert!(server.terminate().success(), "SIGTERM must stop the server cleanly");
 }
+
+#[test]
+fn p3_components_are_served_next_to_p2_ones() {
+    let server = Server::start_with(&support::root().join("tests/fixtures/p2-and-p3.spin.toml"));
+    for i in 0..3 {
+        let r = server.get(&format!("/p3/hello/{i}"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body, format!("p3 hello from /p3/hello/{i} (models: smollm2-135m)"));
+    }
+    assert_eq!(server.get("/health").status, 200, "the p2 app still answers");
+    let ok = server.post_json("/v1/completions", &json!({"prompt": "Hello", "max_tokens": 2, "temperature": 0}));
+    assert_eq!(ok.status, 200, "{}", ok.body);
+}

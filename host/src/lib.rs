@@ -8,6 +8,7 @@ pub mod model;
 pub mod native;
 pub mod nn;
 pub mod outbound;
+pub mod p3;
 pub mod runtime_config;
 pub mod server;
 pub mod state;

@@ -5,6 +5,9 @@
 use crate::manifest::{App, Component as AppComponent};
 use crate::nn::Models;
 use crate::outbound::OutboundPolicy;
+use crate::p3::P3State;
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::handler::ProxyHandler;
 use crate::state::RequestState;
 use anyhow::{Context, Result};
 use hyper::server::conn::http1;
@@ -19,11 +22,17 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-/// A component ready to serve: its pre-instance and its manifest entry.
-struct Served {
-    pre: ProxyPre<RequestState>,
-    spec: AppComponent,
-    outbound: OutboundPolicy,
+/// A component ready to serve, by the wasi:http version it exports.
+enum Served {
+    /// `wasi:http/incoming-handler@0.2`: a fresh store per request, run here.
+    P2 {
+        pre: ProxyPre<RequestState>,
+        spec: AppComponent,
+        outbound: OutboundPolicy,
+    },
+    /// `wasi:http/handler@0.3`: wasmtime-wasi-http's handler drives the store's
+    /// event loop; one store per request as well.
+    P3(ProxyHandler<P3State>),
 }
 
 /// Everything a request needs, shared by all connections.
@@ -47,6 +56,8 @@ impl Server {
         let mut linker: Linker<RequestState> = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wt)?;
+        wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(wt)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(wt)?;
         wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |s: &mut RequestState| s.nn_view())
             .map_err(wt)?;
         let mut components = HashMap::new();
@@ -55,20 +66,29 @@ impl Server {
             let component = Component::from_file(engine, &spec.source)
                 .map_err(wt)
                 .with_context(|| format!("compiling component {id} from {}", spec.source.display()))?;
-            let pre = ProxyPre::new(linker.instantiate_pre(&component).map_err(wt)?)
-                .map_err(wt)
-                .with_context(|| format!("component {id} must export wasi:http/incoming-handler"))?;
-            tracing::info!(component = %id, ms = started.elapsed().as_millis() as u64, "component ready");
+            let instance_pre = linker.instantiate_pre(&component).map_err(wt)?;
             let outbound = OutboundPolicy::new(&spec.allowed_outbound_hosts)
                 .map_err(|e| anyhow::anyhow!("component {id}: {e}"))?;
-            components.insert(
-                id.clone(),
-                Served {
+            let served = match ProxyPre::new(instance_pre.clone()) {
+                Ok(pre) => Served::P2 {
                     pre,
                     spec: spec.clone(),
                     outbound,
                 },
-            );
+                Err(p2_err) => {
+                    let state = P3State::new(instance_pre, spec.clone(), models.clone(), outbound)
+                        .map_err(|p3_err| {
+                            anyhow::anyhow!(
+                                "component {id} exports neither wasi:http/incoming-handler@0.2 \
+                                 ({p2_err}) nor wasi:http/handler@0.3 ({p3_err})"
+                            )
+                        })?;
+                    Served::P3(ProxyHandler::new(state))
+                }
+            };
+            let kind = if matches!(served, Served::P2 { .. }) { "p2" } else { "p3" };
+            tracing::info!(component = %id, wasi_http = kind, ms = started.elapsed().as_millis() as u64, "component ready");
+            components.insert(id.clone(), served);
         }
         Ok(Self {
             app,
@@ -147,8 +167,15 @@ impl Server {
         served: &Served,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> Result<hyper::Response<HyperOutgoingBody>> {
-        let state = RequestState::new(&served.spec, &self.models, served.outbound.clone())?;
-        let mut store = Store::new(served.pre.engine(), state);
+        let (pre, spec, outbound) = match served {
+            Served::P2 { pre, spec, outbound } => (pre, spec, outbound),
+            Served::P3(handler) => {
+                let req = req.map(|b| b.map_err(wasmtime_wasi_http::Error::Hyper).boxed_unsync());
+                return handler.handle((), req).await.map_err(wt);
+            }
+        };
+        let state = RequestState::new(spec, &self.models, outbound.clone())?;
+        let mut store = Store::new(pre.engine(), state);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (req, out) = {
             let mut http = store.data_mut().http_view();
@@ -156,7 +183,7 @@ impl Server {
             let out = http.new_response_outparam(sender).map_err(wt)?;
             (req, out)
         };
-        let pre = served.pre.clone();
+        let pre = pre.clone();
         // The guest keeps running after it sends the head (streaming bodies), so it
         // runs in its own task.
         let task = tokio::task::spawn(async move {

@@ -40,10 +40,15 @@ pub struct Server {
 impl Server {
     /// Starts `reka-host serve --model <default>` with the repository's spin.toml.
     pub fn start() -> Server {
+        Self::start_with(&root().join("spin.toml"))
+    }
+
+    /// Starts `reka-host serve --model <default>` with the given manifest.
+    pub fn start_with(manifest: &std::path::Path) -> Server {
         let model = default_model();
         let mut child = Command::new(env!("CARGO_BIN_EXE_reka-host"))
             .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
-            .arg(root().join("spin.toml"))
+            .arg(manifest)
             .arg("--model")
             .arg(&model)
             .args(["--model-name", "smollm2-135m"])

@@ -1,6 +1,7 @@
 //! The Reka host: a wasmtime runtime that serves a Spin-style app of wasm
 //! components over HTTP and runs the models natively behind `wasi:nn`.
 
+pub mod bench;
 pub mod errors;
 pub mod fetch;
 pub mod manifest;

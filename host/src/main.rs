@@ -37,6 +37,29 @@ enum Cmd {
     },
     /// Download, verify and cache the default model.
     Fetch,
+    /// Measure the engine alone, the full HTTP path and llama.cpp side by side.
+    Bench {
+        /// A GGUF file or checkpoint directory (default: the default model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The Spin manifest of the app to measure.
+        #[arg(long, default_value = "spin.toml")]
+        manifest: PathBuf,
+        #[arg(long, default_value = "Once upon a time")]
+        prompt: String,
+        /// Tokens per stream.
+        #[arg(long, short = 'n', default_value_t = 64)]
+        max_tokens: usize,
+        /// Concurrent streams to measure, comma-separated.
+        #[arg(long, default_value = "1,4,16", value_delimiter = ',')]
+        concurrency: Vec<usize>,
+        /// Requests for the overhead percentiles.
+        #[arg(long, default_value_t = 500)]
+        overhead_requests: usize,
+        /// Python with llama-cpp-python installed, for the llama.cpp column.
+        #[arg(long)]
+        llama_python: Option<PathBuf>,
+    },
     /// Greedy-generate with the engine alone (no HTTP, no wasm) and report speed.
     Run {
         /// A GGUF file or checkpoint directory (default: the default model).
@@ -84,6 +107,33 @@ fn main() -> Result<()> {
             eprintln!("ids: {:?}", r.ids);
             eprintln!("top logits after the prompt: {:?}", r.first_top);
             Ok(())
+        }
+        Cmd::Bench {
+            model,
+            manifest,
+            prompt,
+            max_tokens,
+            concurrency,
+            overhead_requests,
+            llama_python,
+        } => {
+            let spec = model_spec(model, None)?;
+            let loaded = load(&spec)?;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            reka_host::bench::run(
+                loaded,
+                &reka_host::bench::BenchSpec {
+                    model_name: spec.name,
+                    model_path: spec.path,
+                    manifest,
+                    prompt,
+                    max_tokens,
+                    concurrency,
+                    overhead_requests,
+                    llama_python,
+                    threads,
+                },
+            )
         }
         Cmd::Serve {
             listen,

@@ -75,6 +75,12 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
+    // candle asks for the thread count on every CPU op; without this variable it
+    // re-reads /proc/cpuinfo each time (a few percent of decode time).
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

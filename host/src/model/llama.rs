@@ -107,6 +107,13 @@ impl Llama {
     /// Appends `ids` to the session in `cache` and returns the logits of the last
     /// position, `[vocab]` f32. The caller checks that the context has room.
     pub fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        // Run the whole step on a rayon worker: the matmuls inside then split
+        // their rows over the pool directly instead of each injecting a job from
+        // outside and waking the pool up again (hundreds of times per token).
+        rayon::scope(|_| self.forward_inner(ids, cache))
+    }
+
+    fn forward_inner(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let t = ids.len();
         let pos = cache.len;
         let ids_t = Tensor::new(ids, &self.device)?;

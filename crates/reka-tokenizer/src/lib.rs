@@ -17,6 +17,9 @@ mod decode;
 mod index;
 mod pretokenize;
 mod special;
+mod tiktoken;
+
+pub use tiktoken::vocab_from_ranks;
 
 pub use decode::IncrementalDecoder;
 pub use pretokenize::PreTokenizer;

@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod linear;
 pub mod llama;
 pub mod safetensors;
+pub mod tiktoken;
 pub mod tokenizer_json;
 
 use anyhow::{Context, Result};

@@ -16,15 +16,20 @@ pub fn model_info(
     hf: &HfLlamaConfig,
     cfg: &DecoderConfig,
 ) -> Result<(ModelInfo, VocabSpec)> {
-    let tok: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("tokenizer.json")).context("reading tokenizer.json")?,
-    )
-    .context("parsing tokenizer.json")?;
     let tok_cfg: Value = std::fs::read_to_string(dir.join("tokenizer_config.json"))
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or(Value::Null);
-    let vocab = vocab_spec(&tok, cfg.vocab_size)?;
+    let tok_path = dir.join("tokenizer.json");
+    let vocab = if tok_path.exists() {
+        let tok: Value = serde_json::from_str(&std::fs::read_to_string(&tok_path).context("reading tokenizer.json")?)
+            .context("parsing tokenizer.json")?;
+        vocab_spec(&tok, cfg.vocab_size)?
+    } else {
+        // No tokenizer.json: cl100k_base (the Reka tokenizer) with the special
+        // tokens the checkpoint declares in tokenizer_config.json.
+        super::tiktoken::cl100k_vocab(&declared_specials(&tok_cfg), cfg.vocab_size)?
+    };
     let id_of = |t: &str| vocab.tokens.iter().position(|s| s == t).map(|i| i as u32);
     let token_of = |key: &str| -> Option<u32> {
         let v = tok_cfg.get(key)?;
@@ -72,6 +77,16 @@ pub fn model_info(
         stop_strings: Vec::new(),
     };
     Ok((info, vocab))
+}
+
+/// Special tokens of `tokenizer_config.json`'s `added_tokens_decoder`.
+fn declared_specials(tok_cfg: &Value) -> Vec<(String, u32)> {
+    let Some(map) = tok_cfg.get("added_tokens_decoder").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter_map(|(id, t)| Some((t.get("content")?.as_str()?.to_string(), id.parse().ok()?)))
+        .collect()
 }
 
 /// Converts a byte-level BPE `tokenizer.json` into the GGUF-style vocabulary.

@@ -9,8 +9,7 @@
 
 use crate::index::{Arena, PairIndex, StrIndex};
 use crate::pretokenize::PreTokenizer;
-use crate::special::SpecialMatcher;
-use crate::{Error, Tokenizer, TOKEN_CONTROL, TOKEN_UNKNOWN, TOKEN_USER_DEFINED};
+use crate::{Error, Tokenizer};
 
 const MAGIC: &[u8; 4] = b"RKTK";
 const VERSION: u32 = 2;
@@ -125,23 +124,6 @@ impl Tokenizer {
         if r.at != data.len() {
             return Err(Error::BadCompact("trailing bytes".into()));
         }
-        let specials = SpecialMatcher::new((0..n).filter_map(|id| {
-            let ty = types[id];
-            let always = ty == TOKEN_USER_DEFINED;
-            let parsed = always || ty == TOKEN_CONTROL || ty == TOKEN_UNKNOWN;
-            let text = std::str::from_utf8(texts.get(id)).ok()?;
-            parsed.then_some((id as u32, text, always))
-        }));
-        Ok(Tokenizer {
-            pre,
-            ignore_merges: pre == PreTokenizer::Llama3,
-            texts,
-            text_index,
-            bytes,
-            types,
-            byte_ids,
-            merges,
-            specials,
-        })
+        Ok(Tokenizer::assemble(pre, texts, text_index, bytes, types, byte_ids, merges))
     }
 }

@@ -189,17 +189,39 @@ impl Tokenizer {
             }
         }
 
-        let specials = SpecialMatcher::new(spec.tokens.iter().zip(&types).enumerate().filter_map(
-            |(id, (text, &ty))| {
-                let always = ty == TOKEN_USER_DEFINED;
-                let parsed = always || ty == TOKEN_CONTROL || ty == TOKEN_UNKNOWN;
-                parsed.then(|| (u32::try_from(id).unwrap_or(u32::MAX), text.as_str(), always))
-            },
-        ));
+        Ok(Self::assemble(
+            PreTokenizer::from_gguf_name(&spec.pre),
+            texts,
+            text_index,
+            bytes,
+            types,
+            byte_ids,
+            merges,
+        ))
+    }
 
-        Ok(Self {
-            pre: PreTokenizer::from_gguf_name(&spec.pre),
-            ignore_merges: PreTokenizer::from_gguf_name(&spec.pre) == PreTokenizer::Llama3,
+    /// Puts the parts together and derives what follows from them: the special
+    /// token matcher (control, unknown and user-defined tokens) and Llama 3's
+    /// whole-piece rule. Shared by [`Tokenizer::new`] and the compact loader.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assemble(
+        pre: PreTokenizer,
+        texts: Arena,
+        text_index: StrIndex,
+        bytes: Arena,
+        types: Vec<i32>,
+        byte_ids: [u32; 256],
+        merges: PairIndex,
+    ) -> Self {
+        let specials = SpecialMatcher::new(types.iter().enumerate().filter_map(|(id, &ty)| {
+            let always = ty == TOKEN_USER_DEFINED;
+            let parsed = always || ty == TOKEN_CONTROL || ty == TOKEN_UNKNOWN;
+            let text = std::str::from_utf8(texts.get(id)).ok()?;
+            parsed.then(|| (u32::try_from(id).unwrap_or(u32::MAX), text, always))
+        }));
+        Self {
+            pre,
+            ignore_merges: pre == PreTokenizer::Llama3,
             texts,
             text_index,
             bytes,
@@ -207,7 +229,7 @@ impl Tokenizer {
             byte_ids,
             merges,
             specials,
-        })
+        }
     }
 
     /// The pre-tokeniser in use.

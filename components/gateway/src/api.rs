@@ -2,6 +2,7 @@
 //! need; every problem becomes a 400 that names the field.
 
 use crate::error::ApiError;
+use crate::reasoning::ReasoningFormat;
 use serde_json::{Map, Value};
 
 /// Sampling and output options shared by both endpoints.
@@ -16,6 +17,8 @@ pub struct Options {
     pub stop: Vec<String>,
     pub stream: bool,
     pub include_usage: bool,
+    /// What to do with a reasoning model's reasoning (`reasoning_format`).
+    pub reasoning: ReasoningFormat,
 }
 
 /// A message of a chat request (text only for now).
@@ -115,6 +118,13 @@ pub fn options(o: &Map<String, Value>) -> Result<Options, ApiError> {
         None | Some(1) => {}
         Some(_) => return Err(ApiError::invalid("n", "Only `n` = 1 is supported.")),
     }
+    let reasoning = match o.get("reasoning_format") {
+        None | Some(Value::Null) => ReasoningFormat::default(),
+        Some(Value::String(s)) => ReasoningFormat::parse(s).ok_or_else(|| {
+            ApiError::invalid("reasoning_format", "`reasoning_format` must be \"parsed\", \"raw\" or \"hidden\".")
+        })?,
+        Some(_) => return Err(ApiError::invalid("reasoning_format", "`reasoning_format` must be a string.")),
+    };
     Ok(Options {
         model,
         max_tokens,
@@ -125,6 +135,7 @@ pub fn options(o: &Map<String, Value>) -> Result<Options, ApiError> {
         stop,
         stream,
         include_usage,
+        reasoning,
     })
 }
 

@@ -4,6 +4,7 @@
 use crate::api::{self, Options, PromptInput};
 use crate::error::ApiError;
 use crate::http::{self, BodyWriter};
+use crate::answer::{Answer, Split};
 use crate::reka::inference::generate::Generation;
 use crate::reka::inference::preprocess;
 use crate::reka::inference::types::{ChatMessage, FinishReason, Prompt, Sampling};
@@ -55,15 +56,27 @@ impl Endpoint {
             (Endpoint::Completion, _) => "text_completion",
         }
     }
-    /// One choice carrying `text`.
-    fn choice(self, text: &str, finish: Option<&str>, stream: bool, first: bool) -> Value {
+    /// One choice carrying `text` (with its reasoning apart where there is one).
+    fn choice(self, text: &Split, finish: Option<&str>, stream: bool, first: bool) -> Value {
         match (self, stream) {
-            (Endpoint::Chat, false) => json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": finish}),
+            (Endpoint::Chat, false) => {
+                let mut message = json!({"role": "assistant", "content": text.content});
+                if text.parsed {
+                    message["reasoning_content"] = json!(text.reasoning);
+                }
+                json!({"index": 0, "message": message, "logprobs": null, "finish_reason": finish})
+            }
             (Endpoint::Chat, true) => {
-                let delta = if first { json!({"role": "assistant", "content": text}) } else { json!({"content": text}) };
+                let mut delta = if first { json!({"role": "assistant"}) } else { json!({}) };
+                if !text.reasoning.is_empty() {
+                    delta["reasoning_content"] = json!(text.reasoning);
+                }
+                if !text.content.is_empty() || text.reasoning.is_empty() {
+                    delta["content"] = json!(text.content);
+                }
                 json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
             }
-            (Endpoint::Completion, _) => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish}),
+            (Endpoint::Completion, _) => json!({"index": 0, "text": text.content, "logprobs": null, "finish_reason": finish}),
         }
     }
 }
@@ -169,10 +182,11 @@ fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, prompt: Prompt, op
     let id = format!("{}{:016x}", ep.id_prefix(), wasip2::random::random::get_random_u64());
     let head = json!({"id": id, "object": ep.object(opts.stream), "created": now(), "model": model});
     let prompt_tokens = prompt.token_ids.len() as u32;
+    let answer = Answer::new(matches!(ep, Endpoint::Chat), prompt.reasoning.as_ref(), opts.reasoning);
     if opts.stream {
-        stream(out, ep, &gen, head, prompt_tokens, opts.include_usage)
+        stream(out, ep, &gen, answer, head, prompt_tokens, opts.include_usage)
     } else {
-        whole(out, ep, &gen, head, prompt_tokens)
+        whole(out, ep, &gen, answer, head, prompt_tokens)
     }
 }
 
@@ -195,7 +209,7 @@ fn with(head: &Value, fields: Value) -> Value {
     v
 }
 
-fn whole(out: ResponseOutparam, ep: Endpoint, gen: &Generation, head: Value, prompt_tokens: u32) -> Result<(), String> {
+fn whole(out: ResponseOutparam, ep: Endpoint, gen: &Generation, mut answer: Answer, head: Value, prompt_tokens: u32) -> Result<(), String> {
     let mut text = String::new();
     let mut completion = 0;
     let mut finish = "length";
@@ -213,13 +227,21 @@ fn whole(out: ResponseOutparam, ep: Endpoint, gen: &Generation, head: Value, pro
         }
     }
     let body = with(&head, json!({
-        "choices": [ep.choice(&text, Some(finish), false, true)],
+        "choices": [ep.choice(&answer.push(&text, true), Some(finish), false, true)],
         "usage": usage(prompt_tokens, completion),
     }));
     http::json(out, 200, &body)
 }
 
-fn stream(out: ResponseOutparam, ep: Endpoint, gen: &Generation, head: Value, prompt_tokens: u32, include_usage: bool) -> Result<(), String> {
+fn stream(
+    out: ResponseOutparam,
+    ep: Endpoint,
+    gen: &Generation,
+    mut answer: Answer,
+    head: Value,
+    prompt_tokens: u32,
+    include_usage: bool,
+) -> Result<(), String> {
     let mut w = BodyWriter::start(out, 200, "text/event-stream", &[("cache-control", "no-cache")])?;
     let mut first = true;
     let mut completion = 0;
@@ -228,8 +250,9 @@ fn stream(out: ResponseOutparam, ep: Endpoint, gen: &Generation, head: Value, pr
             Ok(Some(c)) => {
                 completion = c.completion_tokens;
                 let finish = c.finish.map(reason);
-                if !c.text.is_empty() || finish.is_some() || first {
-                    let chunk = with(&head, json!({"choices": [ep.choice(&c.text, finish, true, first)]}));
+                let text = answer.push(&c.text, finish.is_some());
+                if !text.is_empty() || finish.is_some() || first {
+                    let chunk = with(&head, json!({"choices": [ep.choice(&text, finish, true, first)]}));
                     w.event(&chunk)?; // a failed write means the client left: stop generating
                     first = false;
                 }

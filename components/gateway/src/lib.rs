@@ -3,10 +3,12 @@
 //! preprocess component for token ids and the generate component for text, and
 //! streams the answer (server-sent events) as it is made.
 
+mod answer;
 mod api;
 mod error;
 mod handlers;
 mod http;
+mod reasoning;
 
 wit_bindgen::generate!({
     world: "gateway",

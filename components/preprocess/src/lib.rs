@@ -16,7 +16,7 @@ wit_bindgen::generate!({
 });
 
 use exports::reka::inference::preprocess::Guest;
-use reka::inference::types::{ChatMessage, Error, ErrorKind, Prompt};
+use reka::inference::types::{ChatMessage, Error, ErrorKind, Prompt, ReasoningTags};
 use reka_guest::{Failure, Session};
 use reka_protocol::ModelInfo;
 use reka_tokenizer::Tokenizer;
@@ -41,7 +41,7 @@ fn model(name: &str) -> Result<(ModelInfo, Tokenizer), Error> {
     Session::open(name).and_then(|s| s.model()).map_err(to_error)
 }
 
-fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, parse_special: bool) -> Prompt {
+fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, parse_special: bool, format: Option<template::Format>) -> Prompt {
     let mut ids = Vec::new();
     if let (true, Some(bos)) = (info.add_bos, info.bos_token_id) {
         ids.push(bos);
@@ -52,11 +52,21 @@ fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, parse_special: bool) ->
         ids.clear();
     }
     ids.extend(body);
+    let mut stop_strings = info.stop_strings.clone();
+    for s in format.map(|f| f.stop_strings()).unwrap_or_default() {
+        if !stop_strings.iter().any(|x| x == s) {
+            stop_strings.push(s.to_string());
+        }
+    }
     Prompt {
         token_ids: ids,
         context_length: info.context_length,
         stop_token_ids: info.stop_token_ids.clone(),
-        stop_strings: info.stop_strings.clone(),
+        stop_strings,
+        reasoning: format.and_then(|f| f.reasoning()).map(|(start, end)| ReasoningTags {
+            start: start.into(),
+            end: end.into(),
+        }),
     }
 }
 
@@ -80,12 +90,12 @@ impl Guest for Preprocess {
             kind: ErrorKind::InvalidRequest,
             message,
         })?;
-        Ok(prompt(&info, &tok, &text, true))
+        Ok(prompt(&info, &tok, &text, true, Some(template::Format::of(&info))))
     }
 
     fn encode_text(model_name: String, text: String) -> Result<Prompt, Error> {
         let (info, tok) = model(&model_name)?;
-        Ok(prompt(&info, &tok, &text, true))
+        Ok(prompt(&info, &tok, &text, true, None))
     }
 }
 

@@ -1,6 +1,12 @@
 //! Chat templates: the model's Jinja template (from GGUF `tokenizer.chat_template`
 //! or `tokenizer_config.json`) rendered with minijinja, as transformers and
 //! llama.cpp render it; a plain `role: content` format when the model has none.
+//!
+//! A model whose template is in the Reka format (`human: … <sep> assistant:`) gets
+//! our own rendering of that format ([`REKA_TEMPLATE`]), which folds the system
+//! prompt into the first human turn and drops earlier turns' reasoning, whatever
+//! variant of the template the checkpoint ships. The choice is made from the
+//! model's metadata (its template), never from its file name.
 
 use minijinja::{context, Environment, Error, ErrorKind};
 use reka_protocol::ModelInfo;
@@ -23,16 +29,67 @@ fn token_text(tok: &Tokenizer, id: Option<u32>) -> String {
         .unwrap_or_default()
 }
 
-/// Renders `turns` with the model's template and the generation prompt appended.
+/// The Reka chat format, written from the Reka Flash 3 model card.
+pub const REKA_TEMPLATE: &str = include_str!("../templates/reka.jinja");
+
+/// The string that ends a turn in the Reka format; generation stops at it.
+pub const REKA_SEPARATOR: &str = "<sep>";
+
+/// The tags around the reasoning that Reka models write before their answer.
+pub const REKA_REASONING: (&str, &str) = ("<reasoning>", "</reasoning>");
+
+/// How a model's chat prompts are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format<'a> {
+    /// The Reka format, rendered with [`REKA_TEMPLATE`].
+    Reka,
+    /// The model's own Jinja template.
+    Jinja(&'a str),
+    /// No template: `role: content` lines.
+    Plain,
+}
+
+impl<'a> Format<'a> {
+    /// Picks the format from the model's metadata.
+    pub fn of(info: &'a ModelInfo) -> Self {
+        match info.chat_template.as_deref() {
+            Some(t) if is_reka(t) => Format::Reka,
+            Some(t) => Format::Jinja(t),
+            None => Format::Plain,
+        }
+    }
+
+    /// Stop strings that the format adds to the model's own.
+    pub fn stop_strings(self) -> &'static [&'static str] {
+        match self {
+            Format::Reka => &[REKA_SEPARATOR],
+            _ => &[],
+        }
+    }
+
+    /// The reasoning tags of answers in this format.
+    pub fn reasoning(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Format::Reka => Some(REKA_REASONING),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a Jinja template writes the Reka format: turns introduced by
+/// `human:`/`assistant:` and separated by `<sep>`.
+fn is_reka(template: &str) -> bool {
+    template.contains(REKA_SEPARATOR) && template.contains("human") && template.contains("assistant:")
+}
+
+/// Renders `turns` in the model's chat format with the generation prompt appended.
 pub fn render(info: &ModelInfo, tok: &Tokenizer, turns: &[Turn]) -> Result<String, String> {
-    match info.chat_template.as_deref() {
-        Some(source) => render_jinja(
-            source,
-            turns,
-            &token_text(tok, info.bos_token_id),
-            &token_text(tok, info.eos_token_id),
-        ),
-        None => Ok(plain(turns)),
+    let bos = token_text(tok, info.bos_token_id);
+    let eos = token_text(tok, info.eos_token_id);
+    match Format::of(info) {
+        Format::Reka => render_jinja(REKA_TEMPLATE, turns, &bos, &eos),
+        Format::Jinja(source) => render_jinja(source, turns, &bos, &eos),
+        Format::Plain => Ok(plain(turns)),
     }
 }
 
@@ -96,6 +153,70 @@ mod tests {
             let got = render_jinja(source, &turns, "<|im_start|>", "<|im_end|>").expect("renders");
             assert_eq!(got, case["rendered"].as_str().expect("rendered"));
         }
+    }
+
+    fn turns_of(v: &Value) -> Vec<Turn> {
+        v.as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| Turn {
+                role: m["role"].as_str().unwrap_or_default().into(),
+                content: m["content"].as_str().unwrap_or_default().into(),
+            })
+            .collect()
+    }
+
+    /// The two-round example of the Reka Flash 3 model card, character for character.
+    #[test]
+    fn reka_format_matches_the_model_card() {
+        let turns = [
+            Turn { role: "user".into(), content: "this is round 1 prompt".into() },
+            Turn { role: "assistant".into(), content: "this is round 1 response".into() },
+            Turn { role: "user".into(), content: "this is round 2 prompt".into() },
+        ];
+        let got = render_jinja(REKA_TEMPLATE, &turns, "", "").expect("renders");
+        assert_eq!(
+            got,
+            "human: this is round 1 prompt <sep> assistant: this is round 1 response <sep> human: this is round 2 prompt <sep> assistant:"
+        );
+    }
+
+    /// System folding and reasoning dropping, against Python Jinja2's rendering of
+    /// the same template (tests/fixtures/reka_tiny/make_reference.py).
+    #[test]
+    fn reka_format_renders_like_jinja2() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/reka_tiny/reference.json");
+        let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
+        let cases = fixture["chat_template_cases"].as_array().expect("cases");
+        assert!(cases.len() >= 3);
+        for case in cases {
+            let got = render_jinja(REKA_TEMPLATE, &turns_of(&case["messages"]), "", "").expect("renders");
+            assert_eq!(got, case["rendered"].as_str().expect("rendered"));
+        }
+    }
+
+    #[test]
+    fn reka_format_is_chosen_by_the_template_not_the_name() {
+        let mut info = ModelInfo {
+            name: "smollm2".into(),
+            architecture: "llama".into(),
+            vocab_size: 10,
+            context_length: 10,
+            bos_token_id: None,
+            add_bos: false,
+            eos_token_id: None,
+            stop_token_ids: vec![],
+            chat_template: Some("{{ 'human: ' + messages[0]['content'] + ' <sep> assistant:' }}".into()),
+            stop_strings: vec![],
+        };
+        assert_eq!(Format::of(&info), Format::Reka);
+        assert_eq!(Format::of(&info).stop_strings(), ["<sep>"]);
+        info.name = "reka-flash-3".into();
+        info.chat_template = Some("{{ '<|im_start|>' }}".into());
+        assert!(matches!(Format::of(&info), Format::Jinja(_)));
+        info.chat_template = None;
+        assert_eq!(Format::of(&info), Format::Plain);
+        assert_eq!(Format::of(&info).reasoning(), None);
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! What the client sees of the generated text: the answer, and a reasoning
+//! model's reasoning apart from it or not, per the request's `reasoning_format`.
+
+use crate::reasoning::{Piece, ReasoningFormat, Splitter};
+use crate::reka::inference::types::ReasoningTags;
+
+/// Text handed out at once, the reasoning apart from the answer.
+#[derive(Default)]
+pub struct Split {
+    pub reasoning: String,
+    pub content: String,
+    /// Whether the reasoning is returned apart (`reasoning_content`).
+    pub parsed: bool,
+}
+
+impl Split {
+    pub fn is_empty(&self) -> bool {
+        self.reasoning.is_empty() && self.content.is_empty()
+    }
+}
+
+/// Turns generated text into what the client sees, per `reasoning_format`.
+pub struct Answer {
+    splitter: Option<Splitter>,
+    format: ReasoningFormat,
+}
+
+impl Answer {
+    pub fn new(chat: bool, tags: Option<&ReasoningTags>, format: ReasoningFormat) -> Self {
+        let splitter = match (chat, tags, format) {
+            (true, Some(t), ReasoningFormat::Parsed | ReasoningFormat::Hidden) => Some(Splitter::new(&t.start, &t.end)),
+            _ => None,
+        };
+        Self { splitter, format }
+    }
+
+    fn collect(&self, pieces: Vec<Piece>) -> Split {
+        let mut out = Split { parsed: self.format == ReasoningFormat::Parsed, ..Split::default() };
+        for p in pieces {
+            match p {
+                Piece::Reasoning(t) if out.parsed => out.reasoning.push_str(&t),
+                Piece::Reasoning(_) => {}
+                Piece::Content(t) => out.content.push_str(&t),
+            }
+        }
+        out
+    }
+
+    /// The next generated text; `last` flushes what was held back.
+    pub fn push(&mut self, text: &str, last: bool) -> Split {
+        let Some(s) = self.splitter.as_mut() else {
+            return Split { content: text.to_string(), ..Split::default() };
+        };
+        let mut pieces = s.push(text);
+        if last {
+            pieces.extend(s.finish());
+        }
+        self.collect(pieces)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags() -> ReasoningTags {
+        ReasoningTags { start: "<reasoning>".into(), end: "</reasoning>".into() }
+    }
+
+    fn run(chat: bool, format: ReasoningFormat) -> (String, String) {
+        let mut a = Answer::new(chat, Some(&tags()), format);
+        let mut r = String::new();
+        let mut c = String::new();
+        let parts = ["<reason", "ing>Think.</reasoning>", " Hi", "!"];
+        for (i, p) in parts.iter().enumerate() {
+            let s = a.push(p, i + 1 == parts.len());
+            r.push_str(&s.reasoning);
+            c.push_str(&s.content);
+        }
+        (r, c)
+    }
+
+    #[test]
+    fn reasoning_formats() {
+        assert_eq!(run(true, ReasoningFormat::Parsed), ("Think.".into(), "Hi!".into()));
+        assert_eq!(run(true, ReasoningFormat::Hidden), (String::new(), "Hi!".into()));
+        let raw = "<reasoning>Think.</reasoning> Hi!".to_string();
+        assert_eq!(run(true, ReasoningFormat::Raw), (String::new(), raw.clone()));
+        // Completions return the text as the model wrote it.
+        assert_eq!(run(false, ReasoningFormat::Parsed), (String::new(), raw));
+    }
+}

@@ -6,6 +6,8 @@
 //! arithmetic. Tests compare the two, so a new fast path is always checked against
 //! an independent formulation of the same maths.
 
+pub mod attention;
+pub mod half_matmul;
 pub mod quant;
 #[cfg(target_arch = "x86_64")]
 mod quant_avx2;

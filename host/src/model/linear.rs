@@ -1,14 +1,17 @@
 //! A weight matrix as the decoder uses it: GGUF blocks that our kernels compute
-//! with directly (Q4_0, Q4_1, Q8_0, in llama.cpp's numerics, on all cores), or a
-//! candle [`QMatMul`] for every other format (K-quants, f32/f16/bf16 tensors).
+//! with directly (Q4_0, Q4_1, Q8_0, in llama.cpp's numerics, on all cores),
+//! bf16/f16 matrices kept 16-bit (our kernel widens a row at a time), or a candle
+//! [`QMatMul`] for every other format (K-quants, f32 tensors).
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
+use reka_kernels::half_matmul::{self, HalfMatrix};
 use reka_kernels::quant::{self, QMatrix, QType};
 
 /// `y = x · Wᵀ` for `x` `[t, in]`.
 pub enum Linear {
     Blocks(QMatrix),
+    Half(HalfMatrix),
     Candle(QMatMul),
 }
 
@@ -41,13 +44,22 @@ impl Linear {
         match self {
             Linear::Candle(m) => m.forward(x),
             Linear::Blocks(m) => {
-                let (t, cols) = x.dims2()?;
-                if cols != m.cols {
-                    return Err(candle_core::Error::Msg(format!("input has {cols} columns, weight {}", m.cols)));
-                }
-                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                let (t, xs) = rows_of(x, m.cols)?;
                 Tensor::from_vec(quant::matmul(m, &xs, t), (t, m.rows), x.device())
+            }
+            Linear::Half(m) => {
+                let (t, xs) = rows_of(x, m.cols)?;
+                Tensor::from_vec(half_matmul::matmul(m, &xs, t), (t, m.rows), x.device())
             }
         }
     }
+}
+
+/// The activation rows of `x` `[t, cols]` as one f32 slice.
+fn rows_of(x: &Tensor, want: usize) -> Result<(usize, Vec<f32>)> {
+    let (t, cols) = x.dims2()?;
+    if cols != want {
+        return Err(candle_core::Error::Msg(format!("input has {cols} columns, weight {want}")));
+    }
+    Ok((t, x.flatten_all()?.to_vec1::<f32>()?))
 }

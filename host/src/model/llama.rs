@@ -4,12 +4,18 @@
 //! Weights are [`Linear`]s, so the same code runs GGUF quantized weights (the
 //! activations are quantized per block inside the matmul, as llama.cpp does) and
 //! plain f32/f16/bf16 safetensors. The KV cache is not part of the model: each
-//! generation session owns a [`KvCache`], so one loaded model serves many sessions.
+//! generation session owns a [`KvCache`], so one loaded model serves many sessions,
+//! and [`Llama::forward_batch`] advances several sessions in one pass: the weight
+//! matmuls take every session's new rows at once, attention runs per session.
+//! Every op works row by row, so a session's results do not depend on what it is
+//! batched with.
 
 use super::config::DecoderConfig;
 use super::linear::Linear;
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor};
+use rayon::prelude::*;
 use reka_kernels as k;
+use reka_kernels::attention::{self as attn, Heads};
 
 /// One decoder block.
 pub struct Block {
@@ -26,7 +32,7 @@ pub struct Block {
 
 /// The weights of a decoder, as the loaders hand them over.
 pub struct Weights {
-    /// Token embeddings, `[vocab, hidden]`, f32.
+    /// Token embeddings, `[vocab, hidden]`, f32 or as the checkpoint stores them.
     pub embeddings: Tensor,
     pub blocks: Vec<Block>,
     pub final_norm: Tensor,
@@ -37,23 +43,27 @@ pub struct Weights {
 pub struct Llama {
     cfg: DecoderConfig,
     w: Weights,
-    cos: Tensor,
-    sin: Tensor,
+    /// Rotary tables `[context, head_dim / 2]`.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
     device: Device,
 }
 
-/// One session's keys and values, per layer `[kv_heads, seq, head_dim]`.
+/// One session's keys and values: per layer, `[position, kv_heads · head_dim]`
+/// rows that grow in place (amortised doubling, never a copy per step).
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<(Vec<f32>, Vec<f32>)>,
     len: usize,
+    row: usize,
 }
 
 impl KvCache {
-    /// An empty cache for `num_layers` layers.
-    pub fn new(num_layers: usize) -> Self {
+    /// An empty cache for `num_layers` layers of `row` floats per position.
+    pub fn new(num_layers: usize, row: usize) -> Self {
         Self {
-            layers: (0..num_layers).map(|_| None).collect(),
+            layers: (0..num_layers).map(|_| (Vec::new(), Vec::new())).collect(),
             len: 0,
+            row,
         }
     }
 
@@ -67,14 +77,24 @@ impl KvCache {
         self.len == 0
     }
 
-    fn append(&mut self, layer: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
-        let kv = match self.layers[layer].take() {
-            None => (k, v),
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
-        };
-        self.layers[layer] = Some(kv.clone());
-        Ok(kv)
+    /// Bytes of keys and values per position.
+    pub fn bytes_per_position(&self) -> usize {
+        self.layers.len() * 2 * self.row * 4
     }
+
+    /// Makes room for `n` more positions in every layer.
+    pub fn reserve(&mut self, n: usize) {
+        for (k, v) in &mut self.layers {
+            k.reserve(n * self.row);
+            v.reserve(n * self.row);
+        }
+    }
+}
+
+/// One session's part of a batched step: the new token ids and its cache.
+pub struct Step<'a> {
+    pub ids: &'a [u32],
+    pub cache: &'a mut KvCache,
 }
 
 impl Llama {
@@ -86,8 +106,8 @@ impl Llama {
             .reshape((cfg.context_length, 1))?
             .broadcast_mul(&inv.reshape((1, cfg.head_dim / 2))?)?;
         Ok(Self {
-            cos: angles.cos()?,
-            sin: angles.sin()?,
+            cos: angles.cos()?.flatten_all()?.to_vec1()?,
+            sin: angles.sin()?.flatten_all()?.to_vec1()?,
             cfg,
             w,
             device: device.clone(),
@@ -101,33 +121,36 @@ impl Llama {
 
     /// A fresh cache for one session.
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.cfg.num_layers)
+        KvCache::new(self.cfg.num_layers, self.cfg.num_kv_heads * self.cfg.head_dim)
     }
 
     /// Appends `ids` to the session in `cache` and returns the logits of the last
     /// position, `[vocab]` f32. The caller checks that the context has room.
     pub fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let mut out = self.forward_batch(&mut [Step { ids, cache }])?;
+        Tensor::from_vec(out.swap_remove(0), self.cfg.vocab_size, &self.device)
+    }
+
+    /// Appends each step's ids to its session and returns, per step, the logits
+    /// of its last position. Steps must have at least one id each.
+    pub fn forward_batch(&self, steps: &mut [Step<'_>]) -> Result<Vec<Vec<f32>>> {
         // Run the whole step on a rayon worker: the matmuls inside then split
         // their rows over the pool directly instead of each injecting a job from
         // outside and waking the pool up again (hundreds of times per token).
-        rayon::scope(|_| self.forward_inner(ids, cache))
+        rayon::scope(|_| self.forward_inner(steps))
     }
 
-    fn forward_inner(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        let t = ids.len();
-        let pos = cache.len;
-        let ids_t = Tensor::new(ids, &self.device)?;
-        let mut x = self.w.embeddings.embedding(&ids_t)?; // [t, hidden]
-        let cos = self.cos.narrow(0, pos, t)?;
-        let sin = self.sin.narrow(0, pos, t)?;
-        let mask = if t > 1 {
-            Some(self.causal_mask(t, pos)?)
-        } else {
-            None
-        };
+    fn forward_inner(&self, steps: &mut [Step<'_>]) -> Result<Vec<Vec<f32>>> {
+        let ids: Vec<u32> = steps.iter().flat_map(|s| s.ids.iter().copied()).collect();
+        let pos: Vec<usize> = steps
+            .iter()
+            .flat_map(|s| s.cache.len..s.cache.len + s.ids.len())
+            .collect();
+        let ids_t = Tensor::new(ids.as_slice(), &self.device)?;
+        let mut x = self.w.embeddings.embedding(&ids_t)?.to_dtype(DType::F32)?; // [rows, hidden]
         for (i, b) in self.w.blocks.iter().enumerate() {
             let h = k::rms_norm(&x, &b.attn_norm, self.cfg.rms_norm_eps as f32)?;
-            let a = self.attention(i, b, &h, &cos, &sin, mask.as_ref(), cache)?;
+            let a = self.attention(i, b, &h, &pos, steps)?;
             x = (x + a)?;
             let h = k::rms_norm(&x, &b.ffn_norm, self.cfg.rms_norm_eps as f32)?;
             let m = b
@@ -135,67 +158,58 @@ impl Llama {
                 .forward(&k::swiglu(&b.w_gate.forward(&h)?, &b.w_up.forward(&h)?)?)?;
             x = (x + m)?;
         }
-        cache.len += t;
-        let last = x.narrow(0, t - 1, 1)?;
+        let mut last = Vec::with_capacity(steps.len());
+        let mut end = 0;
+        for s in steps.iter_mut() {
+            s.cache.len += s.ids.len();
+            end += s.ids.len();
+            last.push(x.narrow(0, end - 1, 1)?);
+        }
+        let last = Tensor::cat(&last, 0)?;
         let last = k::rms_norm(&last, &self.w.final_norm, self.cfg.rms_norm_eps as f32)?;
-        self.w.lm_head.forward(&last)?.squeeze(0)?.to_dtype(DType::F32)
+        self.w.lm_head.forward(&last)?.to_dtype(DType::F32)?.to_vec2()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        layer: usize,
-        b: &Block,
-        h: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
-        cache: &mut KvCache,
-    ) -> Result<Tensor> {
+    /// Self-attention of layer `layer` for all steps' rows `h` `[rows, hidden]`
+    /// at positions `pos`.
+    fn attention(&self, layer: usize, b: &Block, h: &Tensor, pos: &[usize], steps: &mut [Step<'_>]) -> Result<Tensor> {
         let c = &self.cfg;
-        let t = h.dim(0)?;
-        let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        let heads = |w: &Linear, n: usize| -> Result<Tensor> {
-            w.forward(h)?.reshape((1, t, n, hd))?.transpose(1, 2)
-        };
-        let q = self.round(&k::rope(&heads(&b.wq, nh)?, cos, sin, c.rope_style)?.squeeze(0)?)?;
-        let kk = self.round(&k::rope(&heads(&b.wk, nkv)?, cos, sin, c.rope_style)?.squeeze(0)?)?;
-        let v = self.round(&heads(&b.wv, nkv)?.squeeze(0)?.contiguous()?)?;
-        let (kk, v) = cache.append(layer, kk.contiguous()?, v)?; // [nkv, s, hd]
-        let s = kk.dim(1)?;
-        // Grouped-query attention without copying K/V per head: the `rep` query heads
-        // that share a KV head are stacked along the sequence axis.
-        let rep = nh / nkv;
-        let q = q.reshape((nkv, rep * t, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mut scores = (q.matmul(&kk.t()?)? * scale)?; // [nkv, rep*t, s]
-        if let Some(m) = mask {
-            let m = m.repeat((rep, 1))?; // [rep*t, s]
-            scores = scores.broadcast_add(&m)?;
+        let heads = Heads { heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
+        let rows = |w: &Linear| -> Result<Vec<f32>> { w.forward(h)?.flatten_all()?.to_vec1() };
+        let (mut q, mut kk, mut v) = (rows(&b.wq)?, rows(&b.wk)?, rows(&b.wv)?);
+        attn::rope_rows(&mut q, c.head_dim, pos, &self.cos, &self.sin, c.rope_style);
+        attn::rope_rows(&mut kk, c.head_dim, pos, &self.cos, &self.sin, c.rope_style);
+        if c.attn_f16 {
+            // llama.cpp keeps the KV cache, the queries and the attention weights
+            // at f16 by default.
+            for x in [&mut q, &mut kk, &mut v] {
+                attn::round_f16(x);
+            }
         }
-        debug_assert_eq!(scores.dim(D::Minus1)?, s);
-        let p = self.round(&k::softmax_last_dim(&scores)?)?;
-        let y = p.matmul(&v)?; // [nkv, rep*t, hd]
-        let y = y.reshape((nh, t, hd))?.transpose(0, 1)?.reshape((t, nh * hd))?;
-        b.wo.forward(&y)
-    }
-
-    /// Rounds to f16 precision and back when the config asks for it: llama.cpp keeps
-    /// the KV cache, the queries and the attention weights at f16 by default.
-    fn round(&self, x: &Tensor) -> Result<Tensor> {
-        if self.cfg.attn_f16 {
-            x.to_dtype(DType::F16)?.to_dtype(DType::F32)
-        } else {
-            Ok(x.clone())
+        let (qw, kvw) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let scale = 1.0 / (c.head_dim as f32).sqrt();
+        // Split the rows per step, then attend per step in parallel.
+        let mut work = Vec::with_capacity(steps.len());
+        let (mut qs, mut ks, mut vs) = (q.as_slice(), kk.as_slice(), v.as_slice());
+        for s in steps.iter_mut() {
+            let n = s.ids.len();
+            let (q1, q2) = qs.split_at(n * qw);
+            let (k1, k2) = ks.split_at(n * kvw);
+            let (v1, v2) = vs.split_at(n * kvw);
+            (qs, ks, vs) = (q2, k2, v2);
+            work.push((q1, k1, v1, &mut *s.cache));
         }
-    }
-
-    /// `[t, pos + t]`: 0 where a query may look, -inf past its own position.
-    fn causal_mask(&self, t: usize, pos: usize) -> Result<Tensor> {
-        let s = pos + t;
-        let m: Vec<f32> = (0..t)
-            .flat_map(|i| (0..s).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }))
+        let outs: Vec<Vec<f32>> = work
+            .into_par_iter()
+            .map(|(q1, k1, v1, cache)| {
+                let start = cache.len;
+                let (kc, vc) = &mut cache.layers[layer];
+                kc.extend_from_slice(k1);
+                vc.extend_from_slice(v1);
+                attn::attention(heads, q1, q1.len() / qw, kc, vc, start, scale, c.attn_f16)
+            })
             .collect();
-        Tensor::from_vec(m, (t, s), &self.device)
+        let y = Tensor::from_vec(outs.concat(), (pos.len(), qw), &self.device)?;
+        b.wo.forward(&y)
     }
 }

@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod linear;
 pub mod llama;
 pub mod safetensors;
+pub mod st_reader;
 pub mod tiktoken;
 pub mod tokenizer_json;
 
@@ -30,10 +31,41 @@ pub struct LoadedModel {
     pub tokenizer_blob: Vec<u8>,
 }
 
-/// Loads a model from a GGUF file or a checkpoint directory, served as `name`.
+/// The type that a checkpoint's dense weights are kept in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightDtype {
+    /// As the checkpoint stores them (bf16 stays bf16).
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+    F16,
+}
+
+impl std::str::FromStr for WeightDtype {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "f32" | "float32" => Ok(Self::F32),
+            "bf16" | "bfloat16" => Ok(Self::Bf16),
+            "f16" | "float16" => Ok(Self::F16),
+            _ => Err(format!("unknown dtype {s:?} (auto, f32, bf16, f16)")),
+        }
+    }
+}
+
+/// Loads a model from a GGUF file or a checkpoint directory, served as `name`,
+/// with a checkpoint's weights kept as stored.
 pub fn load(name: &str, path: &Path) -> Result<LoadedModel> {
+    load_as(name, path, WeightDtype::Auto)
+}
+
+/// [`load`] with the dense weights of a checkpoint directory kept in `dtype`
+/// (GGUF files keep their own block types).
+pub fn load_as(name: &str, path: &Path, dtype: WeightDtype) -> Result<LoadedModel> {
     let (decoder, info, vocab) = if path.is_dir() {
-        safetensors::load(name, path)
+        safetensors::load(name, path, dtype)
             .with_context(|| format!("loading checkpoint directory {}", path.display()))?
     } else {
         gguf::load(name, path).with_context(|| format!("loading GGUF file {}", path.display()))?

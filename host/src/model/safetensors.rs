@@ -1,30 +1,45 @@
 //! Loads a Hugging Face `LlamaForCausalLM`-layout checkpoint directory:
-//! `config.json`, `model.safetensors` or sharded `model.safetensors.index.json`
-//! (memory-mapped), and `tokenizer.json` / `tokenizer_config.json`.
+//! `config.json`, `model.safetensors` or sharded `model.safetensors.index.json`,
+//! and `tokenizer.json` / `tokenizer_config.json`.
+//!
+//! Weights are read shard by shard, chunk by chunk ([`st_reader`]) straight into
+//! the form the engine keeps: 16-bit checkpoints stay 16-bit unless f32 is asked
+//! for, so a bf16 checkpoint takes its own size in memory, once.
 
 use super::config::HfLlamaConfig;
-use super::llama::{Block, Llama, Weights};
-use super::tokenizer_json;
-use anyhow::{bail, Context, Result};
 use super::linear::Linear;
-use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
+use super::llama::{Block, Llama, Weights};
+use super::st_reader::{Checkpoint, Stored};
+use super::{tokenizer_json, WeightDtype};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use half::vec::HalfBitsVecExt;
+use half::{bf16, f16};
+use reka_kernels::half_matmul::HalfType;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// Reads the checkpoint in `dir` and serves it as `name`.
-pub fn load(name: &str, dir: &Path) -> Result<super::Loaded> {
+/// Reads the checkpoint in `dir` and serves it as `name`, keeping the weights in
+/// `dtype`.
+pub fn load(name: &str, dir: &Path, dtype: WeightDtype) -> Result<super::Loaded> {
     let cfg_text = std::fs::read_to_string(dir.join("config.json")).context("reading config.json")?;
     let hf: HfLlamaConfig = serde_json::from_str(&cfg_text).context("parsing config.json")?;
     let cfg = hf.decoder();
-    let files = weight_files(dir)?;
-    let device = Device::Cpu;
-    // The CPU path computes in f32; weights are converted tensor by tensor as
-    // they are read from the memory map.
-    let vb = mmap(&files, &device)?;
-    let lin = |p: &str, out: usize, inp: usize| -> Result<Linear> {
-        Ok(Linear::from_tensor(vb.get((out, inp), p).with_context(|| format!("weight {p}"))?))
+    let ck = Checkpoint::open(&weight_files(dir)?)?;
+    let half = match (dtype, ck.main_dtype()) {
+        (WeightDtype::F32, _) | (WeightDtype::Auto, Some(Stored::F32) | None) => None,
+        (WeightDtype::Bf16, _) | (WeightDtype::Auto, Some(Stored::Bf16)) => Some(HalfType::Bf16),
+        (WeightDtype::F16, _) | (WeightDtype::Auto, Some(Stored::F16)) => Some(HalfType::F16),
     };
+    tracing::info!("weights kept as {}", half.map_or("f32", |h| if h == HalfType::Bf16 { "bf16" } else { "f16" }));
+    let device = Device::Cpu;
+    let lin = |p: &str, out: usize, inp: usize| -> Result<Linear> {
+        Ok(match half {
+            Some(kind) => Linear::Half(ck.half_matrix(p, out, inp, kind)?),
+            None => Linear::from_tensor(ck.tensor(p, &[out, inp], &device)?),
+        })
+    };
+    let norm = |p: &str, n: usize| ck.tensor(p, &[n], &device);
     let (h, nh, nkv, hd, ff) = (
         cfg.hidden_size,
         cfg.num_heads,
@@ -36,8 +51,8 @@ pub fn load(name: &str, dir: &Path) -> Result<super::Loaded> {
     for i in 0..cfg.num_layers {
         let p = format!("model.layers.{i}");
         blocks.push(Block {
-            attn_norm: vb.get(h, &format!("{p}.input_layernorm.weight"))?,
-            ffn_norm: vb.get(h, &format!("{p}.post_attention_layernorm.weight"))?,
+            attn_norm: norm(&format!("{p}.input_layernorm.weight"), h)?,
+            ffn_norm: norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
             wq: lin(&format!("{p}.self_attn.q_proj.weight"), nh * hd, h)?,
             wk: lin(&format!("{p}.self_attn.k_proj.weight"), nkv * hd, h)?,
             wv: lin(&format!("{p}.self_attn.v_proj.weight"), nkv * hd, h)?,
@@ -47,16 +62,26 @@ pub fn load(name: &str, dir: &Path) -> Result<super::Loaded> {
             w_down: lin(&format!("{p}.mlp.down_proj.weight"), h, ff)?,
         });
     }
-    let embeddings = vb.get((cfg.vocab_size, h), "model.embed_tokens.weight")?;
-    let lm_head = if hf.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
-        Linear::from_tensor(embeddings.clone())
+    let emb_name = "model.embed_tokens.weight";
+    let shape = [cfg.vocab_size, h];
+    let embeddings = match half {
+        None => ck.tensor(emb_name, &shape, &device)?,
+        Some(HalfType::Bf16) => {
+            Tensor::from_vec(ck.halves(emb_name, &shape, HalfType::Bf16)?.reinterpret_into::<bf16>(), &shape[..], &device)?
+        }
+        Some(HalfType::F16) => {
+            Tensor::from_vec(ck.halves(emb_name, &shape, HalfType::F16)?.reinterpret_into::<f16>(), &shape[..], &device)?
+        }
+    };
+    let lm_head = if hf.tie_word_embeddings || !ck.contains("lm_head.weight") {
+        lin(emb_name, cfg.vocab_size, h)?
     } else {
         lin("lm_head.weight", cfg.vocab_size, h)?
     };
     let weights = Weights {
         embeddings,
         blocks,
-        final_norm: vb.get(h, "model.norm.weight")?,
+        final_norm: norm("model.norm.weight", h)?,
         lm_head,
     };
     let (info, vocab) = tokenizer_json::model_info(name, dir, &hf, &cfg)?;
@@ -80,11 +105,4 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![single]);
     }
     bail!("{} has neither model.safetensors nor model.safetensors.index.json", dir.display())
-}
-
-#[allow(unsafe_code)]
-fn mmap<'a>(files: &[PathBuf], device: &Device) -> Result<VarBuilder<'a>> {
-    // SAFETY: the files are memory-mapped read-only; like every safetensors loader
-    // we rely on them not being modified while the host runs.
-    Ok(unsafe { VarBuilder::from_mmaped_safetensors(files, DType::F32, device)? })
 }

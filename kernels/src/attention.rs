@@ -1,0 +1,202 @@
+//! Causal grouped-query attention and rotary embeddings over plain f32 rows, for
+//! a KV cache that grows in place: keys and values are stored position-major
+//! (`[position, kv_heads · head_dim]`), so appending a step is a copy of that
+//! step's rows and nothing else. Work is split over (query row, head) pairs.
+
+use crate::RopeStyle;
+use half::f16;
+use rayon::prelude::*;
+
+/// The attention heads of a decoder layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Heads {
+    fn q_width(self) -> usize {
+        self.heads * self.head_dim
+    }
+    fn kv_width(self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+}
+
+/// Rounds to f16 precision, as llama.cpp's f16 KV cache and attention do.
+pub fn round_f16(x: &mut [f32]) {
+    for v in x {
+        *v = f16::from_f32(*v).to_f32();
+    }
+}
+
+/// Rotates `x` `[rows, n · head_dim]` in place; row `r` is at position `pos[r]`.
+/// `cos`/`sin` are `[positions, head_dim / 2]`.
+pub fn rope_rows(x: &mut [f32], head_dim: usize, pos: &[usize], cos: &[f32], sin: &[f32], style: RopeStyle) {
+    let half = head_dim / 2;
+    let width = x.len() / pos.len().max(1);
+    for (row, &p) in x.chunks_exact_mut(width).zip(pos) {
+        let (c, s) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
+        for head in row.chunks_exact_mut(head_dim) {
+            for j in 0..half {
+                let (a, b) = match style {
+                    RopeStyle::Interleaved => (2 * j, 2 * j + 1),
+                    RopeStyle::Halves => (j, j + half),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * c[j] - x1 * s[j];
+                head[b] = x0 * s[j] + x1 * c[j];
+            }
+        }
+    }
+}
+
+/// Attention of `t` query rows `q` `[t, heads · head_dim]` at positions
+/// `start..start + t` over the cached `k`, `v` `[start + t, kv_heads · head_dim]`
+/// (the queries' own rows included); each query sees positions up to its own.
+/// Scores are scaled by `scale`; with `round_probs` the softmax output is rounded
+/// to f16 before it weighs the values. Returns `[t, heads · head_dim]`.
+pub fn attention(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usize, scale: f32, round_probs: bool) -> Vec<f32> {
+    let hd = h.head_dim;
+    let rep = h.heads / h.kv_heads;
+    let kvw = h.kv_width();
+    assert!(q.len() >= t * h.q_width() && k.len() >= (start + t) * kvw && v.len() >= (start + t) * kvw);
+    let mut out = vec![0f32; t * h.q_width()];
+    out.par_chunks_mut(hd).enumerate().for_each_init(
+        || Vec::with_capacity(start + t),
+        |scores, (n, o)| {
+            let (i, head) = (n / h.heads, n % h.heads);
+            let g = head / rep;
+            let qr = &q[i * h.q_width() + head * hd..][..hd];
+            let keys = start + i + 1;
+            scores.clear();
+            scores.extend((0..keys).map(|p| dot(qr, &k[p * kvw + g * hd..][..hd]) * scale));
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for s in scores.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            for s in scores.iter_mut() {
+                *s /= sum;
+                if round_probs {
+                    *s = f16::from_f32(*s).to_f32();
+                }
+            }
+            o.fill(0.0);
+            for (p, &w) in scores.iter().enumerate() {
+                for (acc, x) in o.iter_mut().zip(&v[p * kvw + g * hd..][..hd]) {
+                    *acc += w * x;
+                }
+            }
+        },
+    );
+    out
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Reference for [`attention`]: the textbook formula per query and head, in f64.
+pub fn attention_slow(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usize, scale: f32) -> Vec<f32> {
+    let hd = h.head_dim;
+    let (qw, kvw) = (h.q_width(), h.kv_width());
+    let mut out = vec![0f32; t * qw];
+    for i in 0..t {
+        for head in 0..h.heads {
+            let g = head * h.kv_heads / h.heads;
+            let s: Vec<f64> = (0..=start + i)
+                .map(|p| (0..hd).map(|d| q[i * qw + head * hd + d] as f64 * k[p * kvw + g * hd + d] as f64).sum::<f64>() * scale as f64)
+                .collect();
+            let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                let y: f64 = e.iter().enumerate().map(|(p, w)| w / z * v[p * kvw + g * hd + d] as f64).sum();
+                out[i * qw + head * hd + d] = y as f32;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    fn noise(n: usize, seed: &mut u64) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn attention_matches_the_slow_reference() {
+        let mut s = 3;
+        for (h, start, t) in [
+            (Heads { heads: 4, kv_heads: 1, head_dim: 8 }, 0, 5),
+            (Heads { heads: 9, kv_heads: 3, head_dim: 64 }, 17, 1),
+            (Heads { heads: 6, kv_heads: 6, head_dim: 12 }, 3, 4),
+        ] {
+            let q = noise(t * h.heads * h.head_dim, &mut s);
+            let k = noise((start + t) * h.kv_width(), &mut s);
+            let v = noise((start + t) * h.kv_width(), &mut s);
+            let fast = attention(h, &q, t, &k, &v, start, 0.3, false);
+            let slow = attention_slow(h, &q, t, &k, &v, start, 0.3);
+            for (a, b) in fast.iter().zip(&slow) {
+                assert!((a - b).abs() < 1e-5, "{h:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// A prompt in one step and the same prompt one token at a time agree.
+    #[test]
+    fn chunking_does_not_change_the_result() {
+        let h = Heads { heads: 4, kv_heads: 2, head_dim: 8 };
+        let mut s = 9;
+        let (q, k, v) = (noise(6 * 32, &mut s), noise(6 * 16, &mut s), noise(6 * 16, &mut s));
+        let whole = attention(h, &q, 6, &k, &v, 0, 0.35, true);
+        for i in 0..6 {
+            let one = attention(h, &q[i * 32..], 1, &k, &v, i, 0.35, true);
+            assert_eq!(&whole[i * 32..(i + 1) * 32], &one[..]);
+        }
+    }
+
+    #[test]
+    fn rope_rows_matches_the_tensor_rope() {
+        let (heads, hd, t, start) = (3, 8, 4, 5);
+        let mut s = 5;
+        let x = noise(t * heads * hd, &mut s);
+        let angles: Vec<f32> = (0..(start + t) * hd / 2).map(|i| ((i / (hd / 2)) as f32) * 0.1 * ((i % (hd / 2)) as f32 + 1.0)).collect();
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+        let d = Device::Cpu;
+        for style in [RopeStyle::Interleaved, RopeStyle::Halves] {
+            let mut rows = x.clone();
+            let pos: Vec<usize> = (start..start + t).collect();
+            rope_rows(&mut rows, hd, &pos, &cos, &sin, style);
+            let xt = Tensor::from_vec(x.clone(), (1, t, heads, hd), &d).unwrap().transpose(1, 2).unwrap();
+            let c = Tensor::from_vec(cos.clone(), (start + t, hd / 2), &d).unwrap().narrow(0, start, t).unwrap();
+            let sn = Tensor::from_vec(sin.clone(), (start + t, hd / 2), &d).unwrap().narrow(0, start, t).unwrap();
+            let want = crate::rope_slow(&xt, &c, &sn, style).unwrap().transpose(1, 2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            for (a, b) in rows.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-6, "{style:?}: {a} vs {b}");
+            }
+        }
+    }
+}

@@ -199,7 +199,7 @@ fn peak_rss_mib() -> f64 {
 pub fn run(model: LoadedModel, spec: &BenchSpec) -> Result<()> {
     let model = Arc::new(model);
     let app = manifest::App::load(&spec.manifest)?;
-    let models = nn::Models::new(vec![(spec.model_name.clone(), model.clone())]);
+    let models = nn::Models::new(vec![(spec.model_name.clone(), model.clone())])?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();

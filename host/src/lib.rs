@@ -2,6 +2,7 @@
 //! components over HTTP and runs the models natively behind `wasi:nn`.
 
 pub mod bench;
+pub mod checkpoint_writer;
 pub mod errors;
 pub mod fetch;
 pub mod manifest;
@@ -10,6 +11,7 @@ pub mod native;
 pub mod nn;
 pub mod outbound;
 pub mod p3;
+pub mod presets;
 pub mod runtime_config;
 pub mod server;
 pub mod state;

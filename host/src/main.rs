@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use reka_host::runtime_config::{self, ModelSpec};
-use reka_host::{fetch, manifest, model, native, nn, server};
+use reka_host::{checkpoint_writer, fetch, manifest, model, native, nn, presets, server};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -34,6 +34,8 @@ enum Cmd {
         /// Graph name for --model (default: the file or directory name).
         #[arg(long, requires = "model")]
         model_name: Option<String>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Download, verify and cache the default model.
     Fetch,
@@ -72,6 +74,55 @@ enum Cmd {
         #[arg(long, short = 'n', default_value_t = 32)]
         max_tokens: usize,
     },
+    /// Write a Hugging Face checkpoint directory with random weights for a size preset.
+    WriteCheckpoint {
+        /// A preset (reka-tiny, reka-edge, reka-flash, reka-core) or a config.json file.
+        #[arg(long)]
+        preset: String,
+        /// The directory to write (created if missing; files in it are overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the random weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Weight type: bf16, f16 or f32.
+        #[arg(long, default_value = "bf16")]
+        dtype: presets::WeightDtype,
+        /// Shard size in GB (10^9 bytes); shards end at tensor boundaries.
+        #[arg(long, default_value_t = 4.0)]
+        shard_gb: f64,
+    },
+}
+
+/// The engine's batching and memory limits, and the weight type.
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// Memory for all sessions' KV caches, per model, in MiB.
+    #[arg(long, default_value_t = 4096)]
+    kv_budget_mb: usize,
+    /// New requests that may wait for KV memory at once; more get 429.
+    #[arg(long, default_value_t = 64)]
+    max_waiting: usize,
+    /// How long a request may wait for KV memory before it gets 503, in ms.
+    #[arg(long, default_value_t = 30_000)]
+    admission_timeout_ms: u64,
+    /// Tokens per engine step: every running stream's next token plus prompt chunks.
+    #[arg(long, default_value_t = 128)]
+    step_tokens: usize,
+    /// Keep a checkpoint directory's weights as: auto (as stored), f32, bf16, f16.
+    #[arg(long, default_value = "auto")]
+    dtype: model::WeightDtype,
+}
+
+impl EngineArgs {
+    fn limits(&self) -> nn::scheduler::Limits {
+        nn::scheduler::Limits {
+            kv_budget_bytes: self.kv_budget_mb << 20,
+            max_waiting: self.max_waiting,
+            admission_timeout: std::time::Duration::from_millis(self.admission_timeout_ms),
+            step_tokens: self.step_tokens,
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -100,7 +151,7 @@ fn main() -> Result<()> {
             max_tokens,
         } => {
             let spec = model_spec(model, None)?;
-            let loaded = load(&spec)?;
+            let loaded = load(&spec, model::WeightDtype::Auto)?;
             let r = native::greedy(&loaded, &prompt, max_tokens)?;
             println!("{}", r.text);
             eprintln!(
@@ -124,7 +175,7 @@ fn main() -> Result<()> {
             llama_python,
         } => {
             let spec = model_spec(model, None)?;
-            let loaded = load(&spec)?;
+            let loaded = load(&spec, model::WeightDtype::Auto)?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             reka_host::bench::run(
                 loaded,
@@ -141,18 +192,26 @@ fn main() -> Result<()> {
                 },
             )
         }
+        Cmd::WriteCheckpoint {
+            preset,
+            out,
+            seed,
+            dtype,
+            shard_gb,
+        } => write_checkpoint(&preset, &out, seed, dtype, shard_gb),
         Cmd::Serve {
             listen,
             manifest,
             runtime_config,
             model,
             model_name,
+            engine,
         } => {
             let specs = match runtime_config {
                 Some(rc) => runtime_config::load(&rc)?,
                 None => vec![model_spec(model, model_name)?],
             };
-            serve(&listen, &manifest, &specs)
+            serve(&listen, &manifest, &specs, &engine)
         }
     }
 }
@@ -177,9 +236,40 @@ fn model_spec(path: Option<PathBuf>, name: Option<String>) -> Result<ModelSpec> 
     }
 }
 
-fn load(spec: &ModelSpec) -> Result<model::LoadedModel> {
+fn write_checkpoint(preset: &str, out: &std::path::Path, seed: u64, dtype: presets::WeightDtype, shard_gb: f64) -> Result<()> {
+    if !(shard_gb.is_finite() && shard_gb > 0.0) {
+        anyhow::bail!("--shard-gb must be a positive number of GB, not {shard_gb}");
+    }
+    let config = presets::resolve(preset)?;
+    let hf = presets::hf_config(&config)?;
+    eprintln!(
+        "write-checkpoint: {preset}: {:.3}e9 parameters, {:.2} GB at {dtype}, into {}",
+        presets::parameter_count(&hf)? as f64 / 1e9,
+        presets::weight_bytes(&hf, dtype)? as f64 / 1e9,
+        out.display()
+    );
+    let opts = checkpoint_writer::Options {
+        seed,
+        dtype,
+        shard_bytes: (shard_gb * 1e9) as u64,
+        progress: true,
+    };
+    let w = checkpoint_writer::write_checkpoint(&config, out, &opts)?;
+    eprintln!(
+        "write-checkpoint: wrote {} tensors in {} shards, {:.2} GB in {:.1} s ({:.2} GB/s)",
+        w.tensors,
+        w.shards.len(),
+        w.data_bytes as f64 / 1e9,
+        w.elapsed.as_secs_f64(),
+        w.gb_per_s()
+    );
+    println!("{}", out.display());
+    Ok(())
+}
+
+fn load(spec: &ModelSpec, dtype: model::WeightDtype) -> Result<model::LoadedModel> {
     let started = std::time::Instant::now();
-    let m = model::load(&spec.name, &spec.path)?;
+    let m = model::load_as(&spec.name, &spec.path, dtype)?;
     let c = m.decoder.config();
     tracing::info!(
         model = %spec.name,
@@ -194,13 +284,13 @@ fn load(spec: &ModelSpec) -> Result<model::LoadedModel> {
     Ok(m)
 }
 
-fn serve(listen: &str, manifest_path: &std::path::Path, specs: &[ModelSpec]) -> Result<()> {
+fn serve(listen: &str, manifest_path: &std::path::Path, specs: &[ModelSpec], engine: &EngineArgs) -> Result<()> {
     let app = manifest::App::load(manifest_path)?;
     let mut loaded = Vec::new();
     for spec in specs {
-        loaded.push((spec.name.clone(), Arc::new(load(spec)?)));
+        loaded.push((spec.name.clone(), Arc::new(load(spec, engine.dtype)?)));
     }
-    let models = nn::Models::new(loaded);
+    let models = nn::Models::with_limits(loaded, engine.limits()).context("starting the engine threads")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

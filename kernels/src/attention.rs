@@ -7,12 +7,16 @@ use crate::RopeStyle;
 use half::f16;
 use rayon::prelude::*;
 
-/// The attention heads of a decoder layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The attention heads of a decoder layer and how their scores are taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Heads {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    /// Factor on the scores (usually `1 / sqrt(head_dim)`).
+    pub scale: f32,
+    /// Round the softmax output to f16 before it weighs the values (llama.cpp).
+    pub round_probs: bool,
 }
 
 impl Heads {
@@ -55,9 +59,9 @@ pub fn rope_rows(x: &mut [f32], head_dim: usize, pos: &[usize], cos: &[f32], sin
 /// Attention of `t` query rows `q` `[t, heads · head_dim]` at positions
 /// `start..start + t` over the cached `k`, `v` `[start + t, kv_heads · head_dim]`
 /// (the queries' own rows included); each query sees positions up to its own.
-/// Scores are scaled by `scale`; with `round_probs` the softmax output is rounded
-/// to f16 before it weighs the values. Returns `[t, heads · head_dim]`.
-pub fn attention(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usize, scale: f32, round_probs: bool) -> Vec<f32> {
+/// Returns `[t, heads · head_dim]`.
+pub fn attention(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usize) -> Vec<f32> {
+    let (scale, round_probs) = (h.scale, h.round_probs);
     let hd = h.head_dim;
     let rep = h.heads / h.kv_heads;
     let kvw = h.kv_width();
@@ -109,7 +113,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Reference for [`attention`]: the textbook formula per query and head, in f64.
-pub fn attention_slow(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usize, scale: f32) -> Vec<f32> {
+pub fn attention_slow(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usize) -> Vec<f32> {
+    let scale = h.scale;
     let hd = h.head_dim;
     let (qw, kvw) = (h.q_width(), h.kv_width());
     let mut out = vec![0f32; t * qw];
@@ -149,15 +154,15 @@ mod tests {
     fn attention_matches_the_slow_reference() {
         let mut s = 3;
         for (h, start, t) in [
-            (Heads { heads: 4, kv_heads: 1, head_dim: 8 }, 0, 5),
-            (Heads { heads: 9, kv_heads: 3, head_dim: 64 }, 17, 1),
-            (Heads { heads: 6, kv_heads: 6, head_dim: 12 }, 3, 4),
+            (Heads { heads: 4, kv_heads: 1, head_dim: 8, scale: 0.3, round_probs: false }, 0, 5),
+            (Heads { heads: 9, kv_heads: 3, head_dim: 64, scale: 0.3, round_probs: false }, 17, 1),
+            (Heads { heads: 6, kv_heads: 6, head_dim: 12, scale: 0.3, round_probs: false }, 3, 4),
         ] {
             let q = noise(t * h.heads * h.head_dim, &mut s);
             let k = noise((start + t) * h.kv_width(), &mut s);
             let v = noise((start + t) * h.kv_width(), &mut s);
-            let fast = attention(h, &q, t, &k, &v, start, 0.3, false);
-            let slow = attention_slow(h, &q, t, &k, &v, start, 0.3);
+            let fast = attention(h, &q, t, &k, &v, start);
+            let slow = attention_slow(h, &q, t, &k, &v, start);
             for (a, b) in fast.iter().zip(&slow) {
                 assert!((a - b).abs() < 1e-5, "{h:?}: {a} vs {b}");
             }
@@ -167,12 +172,12 @@ mod tests {
     /// A prompt in one step and the same prompt one token at a time agree.
     #[test]
     fn chunking_does_not_change_the_result() {
-        let h = Heads { heads: 4, kv_heads: 2, head_dim: 8 };
+        let h = Heads { heads: 4, kv_heads: 2, head_dim: 8, scale: 0.35, round_probs: true };
         let mut s = 9;
         let (q, k, v) = (noise(6 * 32, &mut s), noise(6 * 16, &mut s), noise(6 * 16, &mut s));
-        let whole = attention(h, &q, 6, &k, &v, 0, 0.35, true);
+        let whole = attention(h, &q, 6, &k, &v, 0);
         for i in 0..6 {
-            let one = attention(h, &q[i * 32..], 1, &k, &v, i, 0.35, true);
+            let one = attention(h, &q[i * 32..], 1, &k, &v, i);
             assert_eq!(&whole[i * 32..(i + 1) * 32], &one[..]);
         }
     }

@@ -218,8 +218,48 @@ fn has_avx2() -> bool {
 /// Rows per parallel task: enough work to pay for the hand-off.
 const ROWS_PER_TASK: usize = 64;
 
+/// Activation rows that one pass over a weight row serves (AVX2 path).
+const ACTS_PER_PASS: usize = 4;
+
+/// `out[k · t + j]` = row `start + k` · activation `j`, for the rows of one task.
+#[allow(unsafe_code)]
+fn task(w: &QMatrix, start: usize, acts: &[Q8Row], out: &mut [f32]) {
+    let t = acts.len();
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        use crate::quant_avx2::dot_row_n;
+        for (k, o) in out.chunks_exact_mut(t).enumerate() {
+            let row = w.row(start + k);
+            for (g, a) in acts.chunks(ACTS_PER_PASS).enumerate() {
+                let o = &mut o[g * ACTS_PER_PASS..];
+                // SAFETY: the CPU supports the features (checked once), and the
+                // row holds as many blocks as each activation row (checked in
+                // `matmul`).
+                unsafe {
+                    match a {
+                        [a0, a1, a2, a3] => dot_row_n(w.qtype, row, [a0, a1, a2, a3], o),
+                        [a0, a1, a2] => dot_row_n(w.qtype, row, [a0, a1, a2], o),
+                        [a0, a1] => dot_row_n(w.qtype, row, [a0, a1], o),
+                        [a0] => dot_row_n(w.qtype, row, [a0], o),
+                        _ => unreachable!("chunks of 1 to {ACTS_PER_PASS}"),
+                    }
+                }
+            }
+        }
+        return;
+    }
+    let n = out.len() / t;
+    let mut col = vec![0f32; n];
+    for (j, a) in acts.iter().enumerate() {
+        dot_rows(w, start..start + n, a, &mut col);
+        for (k, v) in col.iter().enumerate() {
+            out[k * t + j] = *v;
+        }
+    }
+}
+
 /// `y = x · wᵀ` for `x` `[t, cols]` (row-major), giving `[t, rows]`. Each weight
-/// row is read once and used for all `t` activation rows (prefill).
+/// row is read once and used for all `t` activation rows (prefill, batches).
 pub fn matmul(w: &QMatrix, x: &[f32], t: usize) -> Vec<f32> {
     assert!(x.len() >= t * w.cols, "activations shorter than t × cols");
     let acts: Vec<Q8Row> = x.chunks_exact(w.cols).take(t).map(quantize_q8).collect();
@@ -227,17 +267,7 @@ pub fn matmul(w: &QMatrix, x: &[f32], t: usize) -> Vec<f32> {
     let mut yt = vec![0f32; w.rows * t];
     yt.par_chunks_mut(ROWS_PER_TASK * t)
         .enumerate()
-        .for_each(|(i, out)| {
-            let start = i * ROWS_PER_TASK;
-            let n = out.len() / t;
-            let mut col = vec![0f32; n];
-            for (j, a) in acts.iter().enumerate() {
-                dot_rows(w, start..start + n, a, &mut col);
-                for (k, v) in col.iter().enumerate() {
-                    out[k * t + j] = *v;
-                }
-            }
-        });
+        .for_each(|(i, out)| task(w, i * ROWS_PER_TASK, &acts, out));
     if t == 1 {
         return yt;
     }
@@ -320,6 +350,22 @@ mod tests {
             let theirs: Vec<f32> = cm.forward(&xt).expect("candle").flatten_all().expect("flat").to_vec1().expect("vec");
             let err = fast.iter().zip(&theirs).fold(0f32, |a, (p, q)| a.max((p - q).abs()));
             assert!(err < 2e-3 * scale, "{qt:?} vs candle: max |Δ| {err}");
+        }
+    }
+
+    /// A row's result does not depend on how many rows it is computed with.
+    #[test]
+    fn batched_rows_give_the_same_bits_as_single_rows() {
+        let (rows, cols, t) = (130, 96, 7);
+        let w = noise(3, rows * cols);
+        let x = noise(4, t * cols);
+        for qt in [QType::Q4_0, QType::Q4_1, QType::Q8_0] {
+            let (m, _) = candle_matrix(qt, &w, rows, cols);
+            let all = matmul(&m, &x, t);
+            for j in 0..t {
+                let one = matmul(&m, &x[j * cols..(j + 1) * cols], 1);
+                assert_eq!(&all[j * rows..(j + 1) * rows], &one[..], "{qt:?} row {j}");
+            }
         }
     }
 

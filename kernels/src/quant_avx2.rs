@@ -94,3 +94,54 @@ pub unsafe fn dot_row(qtype: QType, w: &[u8], a: &Q8Row) -> f32 {
         }
     }
 }
+
+/// [`dot_row`] for `N` activation rows at once: each weight block is loaded and
+/// unpacked once and used for all of them. Every activation row gets exactly
+/// the operations, in the same order, that [`dot_row`] would give it, so the
+/// results are the same bits whatever `N` is (batching never changes outputs).
+///
+/// # Safety
+/// As [`dot_row`], for every row of `a`; `out` holds `N` values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_row_n<const N: usize>(qtype: QType, w: &[u8], a: [&Q8Row; N], out: &mut [f32]) {
+    let nb = a[0].d.len();
+    let wp = w.as_ptr();
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut summs = [0f32; N];
+    match qtype {
+        QType::Q4_1 => {
+            for b in 0..nb {
+                let blk = wp.add(b * 20);
+                let (dw, mw) = (f16_load(blk), f16_load(blk.add(2)));
+                let x = nibbles(blk.add(4));
+                for j in 0..N {
+                    let d = _mm256_set1_ps(dw * a[j].d[b]);
+                    summs[j] += mw * a[j].s[b];
+                    let y = _mm256_loadu_si256(a[j].qs.as_ptr().add(b * BLOCK) as *const __m256i);
+                    acc[j] = _mm256_fmadd_ps(d, sum_u8_i8(x, y), acc[j]);
+                }
+            }
+        }
+        QType::Q4_0 | QType::Q8_0 => {
+            let (size, off) = if qtype == QType::Q4_0 { (18, 8) } else { (34, 0) };
+            for b in 0..nb {
+                let blk = wp.add(b * size);
+                let dw = f16_load(blk);
+                let x = if qtype == QType::Q4_0 {
+                    _mm256_sub_epi8(nibbles(blk.add(2)), _mm256_set1_epi8(off))
+                } else {
+                    _mm256_loadu_si256(blk.add(2) as *const __m256i)
+                };
+                let ax = _mm256_sign_epi8(x, x);
+                for j in 0..N {
+                    let d = _mm256_set1_ps(dw * a[j].d[b]);
+                    let y = _mm256_loadu_si256(a[j].qs.as_ptr().add(b * BLOCK) as *const __m256i);
+                    acc[j] = _mm256_fmadd_ps(d, sum_u8_i8(ax, _mm256_sign_epi8(y, x)), acc[j]);
+                }
+            }
+        }
+    }
+    for j in 0..N {
+        out[j] = if qtype == QType::Q4_1 { hsum(acc[j]) + summs[j] } else { hsum(acc[j]) };
+    }
+}

@@ -45,13 +45,23 @@ impl Server {
 
     /// Starts `reka-host serve --model <default>` with the given manifest.
     pub fn start_with(manifest: &std::path::Path) -> Server {
-        let model = default_model();
+        Self::launch(manifest, &default_model(), "smollm2-135m", &[])
+    }
+
+    /// Starts `reka-host serve` with the repository's spin.toml, serving `model`
+    /// as `name`, with `extra` arguments.
+    pub fn start_model(model: &std::path::Path, name: &str, extra: &[&str]) -> Server {
+        Self::launch(&root().join("spin.toml"), model, name, extra)
+    }
+
+    fn launch(manifest: &std::path::Path, model: &std::path::Path, name: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_reka-host"))
             .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
             .arg(manifest)
             .arg("--model")
-            .arg(&model)
-            .args(["--model-name", "smollm2-135m"])
+            .arg(model)
+            .args(["--model-name", name])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

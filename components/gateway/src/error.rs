@@ -100,6 +100,20 @@ impl From<WitError> for ApiError {
                 message: e.message,
                 ..ApiError::model_not_found("")
             },
+            ErrorKind::Overloaded => ApiError {
+                status: 503,
+                kind: "server_error",
+                message: e.message,
+                param: None,
+                code: Some("overloaded"),
+            },
+            ErrorKind::Busy => ApiError {
+                status: 429,
+                kind: "rate_limit_error",
+                message: e.message,
+                param: None,
+                code: Some("too_many_requests"),
+            },
             ErrorKind::Internal => ApiError {
                 status: 500,
                 kind: "server_error",

@@ -62,7 +62,8 @@ impl Endpoint {
             (Endpoint::Chat, false) => {
                 let mut message = json!({"role": "assistant", "content": text.content});
                 if text.parsed {
-                    message["reasoning_content"] = json!(text.reasoning);
+                    let r = &text.reasoning;
+                    message["reasoning_content"] = if r.is_empty() { Value::Null } else { json!(r) };
                 }
                 json!({"index": 0, "message": message, "logprobs": null, "finish_reason": finish})
             }

@@ -102,6 +102,10 @@ pub fn json(out: ResponseOutparam, status: u16, v: &Value) -> Result<(), String>
 }
 
 /// Answers with an OpenAI-style error.
+/// Overload answers (429, 503) tell the client when to try again.
 pub fn error(out: ResponseOutparam, e: ApiError) -> Result<(), String> {
-    json(out, e.status, &e.body())
+    let retry: &[(&str, &str)] = if matches!(e.status, 429 | 503) { &[("retry-after", "1")] } else { &[] };
+    let mut w = BodyWriter::start(out, e.status, "application/json", retry)?;
+    w.write(e.body().to_string().as_bytes())?;
+    w.finish()
 }

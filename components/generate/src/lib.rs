@@ -19,7 +19,7 @@ wit_bindgen::generate!({
 
 use exports::reka::inference::generate::{Generation, Guest, GuestGeneration};
 use reka::inference::types::{Chunk, Error, ErrorKind, FinishReason, Sampling};
-use reka_guest::{Failure, Session};
+use reka_guest::Session;
 use reka_tokenizer::{IncrementalDecoder, Tokenizer};
 use sampler::Sampler;
 use std::cell::RefCell;
@@ -27,18 +27,7 @@ use stops::StopMatcher;
 
 struct Component;
 
-fn to_error(f: Failure) -> Error {
-    let kind = match f {
-        Failure::ModelNotFound(_) => ErrorKind::ModelNotFound,
-        Failure::ContextFull(_) => ErrorKind::ContextFull,
-        Failure::BadInput(_) => ErrorKind::InvalidRequest,
-        Failure::Internal(_) => ErrorKind::Internal,
-    };
-    Error {
-        kind,
-        message: f.message().to_string(),
-    }
-}
+reka_guest::failure_to_wit_error!(Error, ErrorKind);
 
 /// The loop's state between `next` calls.
 struct State {

@@ -24,6 +24,10 @@ pub enum Failure {
     ContextFull(String),
     /// The input was refused.
     BadInput(String),
+    /// The engine cannot take the session now.
+    Overloaded(String),
+    /// Too many sessions are waiting.
+    Busy(String),
     /// Anything else.
     Internal(String),
 }
@@ -35,6 +39,8 @@ impl Failure {
             Failure::ModelNotFound(m)
             | Failure::ContextFull(m)
             | Failure::BadInput(m)
+            | Failure::Overloaded(m)
+            | Failure::Busy(m)
             | Failure::Internal(m) => m,
         }
     }
@@ -44,11 +50,20 @@ fn failure(e: wasi::nn::errors::Error, model: &str) -> Failure {
     let msg = e.data();
     match e.code() {
         ErrorCode::NotFound => Failure::ModelNotFound(format!("The model `{model}` does not exist.")),
-        _ => match ErrorTag::of(&msg) {
-            Some(ErrorTag::ContextFull) => Failure::ContextFull(msg),
-            Some(ErrorTag::BadInput) => Failure::BadInput(msg),
-            None => Failure::Internal(msg),
-        },
+        _ => {
+            let tag = ErrorTag::of(&msg);
+            // The host's text after the tag, without what wasi:nn put before it.
+            let text = tag
+                .and_then(|t| msg.find(t.prefix()).map(|i| msg[i + t.prefix().len()..].to_string()))
+                .unwrap_or_else(|| msg.clone());
+            match tag {
+                Some(ErrorTag::ContextFull) => Failure::ContextFull(text),
+                Some(ErrorTag::BadInput) => Failure::BadInput(text),
+                Some(ErrorTag::Overloaded) => Failure::Overloaded(text),
+                Some(ErrorTag::Busy) => Failure::Busy(text),
+                None => Failure::Internal(msg),
+            }
+        }
     }
 }
 
@@ -117,4 +132,26 @@ impl Session {
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect())
     }
+}
+
+/// Defines `fn to_error(Failure) -> Error` for a component whose WIT bindings
+/// have their own `Error` record and `ErrorKind` enum (each component generates
+/// its own copy of `reka:inference/types`).
+#[macro_export]
+macro_rules! failure_to_wit_error {
+    ($error:ident, $kind:ident) => {
+        fn to_error(f: $crate::Failure) -> $error {
+            use $crate::Failure as F;
+            let kind = match &f {
+                F::ModelNotFound(_) => $kind::ModelNotFound,
+                F::ContextFull(_) => $kind::ContextFull,
+                F::BadInput(_) => $kind::InvalidRequest,
+                F::Overloaded(_) => $kind::Overloaded,
+                F::Busy(_) => $kind::Busy,
+                F::Internal(_) => $kind::Internal,
+            };
+            let message = f.message().to_string();
+            $error { kind, message }
+        }
+    };
 }

@@ -17,24 +17,13 @@ wit_bindgen::generate!({
 
 use exports::reka::inference::preprocess::Guest;
 use reka::inference::types::{ChatMessage, Error, ErrorKind, Prompt, ReasoningTags};
-use reka_guest::{Failure, Session};
+use reka_guest::Session;
 use reka_protocol::ModelInfo;
 use reka_tokenizer::Tokenizer;
 
 struct Preprocess;
 
-fn to_error(f: Failure) -> Error {
-    let kind = match f {
-        Failure::ModelNotFound(_) => ErrorKind::ModelNotFound,
-        Failure::ContextFull(_) => ErrorKind::ContextFull,
-        Failure::BadInput(_) => ErrorKind::InvalidRequest,
-        Failure::Internal(_) => ErrorKind::Internal,
-    };
-    Error {
-        kind,
-        message: f.message().to_string(),
-    }
-}
+reka_guest::failure_to_wit_error!(Error, ErrorKind);
 
 /// Reads the model's metadata and builds its tokenizer.
 fn model(name: &str) -> Result<(ModelInfo, Tokenizer), Error> {

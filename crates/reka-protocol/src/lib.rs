@@ -65,6 +65,10 @@ pub enum ErrorTag {
     ContextFull,
     /// A tensor has the wrong name, type or shape.
     BadInput,
+    /// The KV memory budget cannot take the session now (HTTP 503).
+    Overloaded,
+    /// Too many sessions are already waiting for KV memory (HTTP 429).
+    Busy,
 }
 
 impl ErrorTag {
@@ -73,12 +77,14 @@ impl ErrorTag {
         match self {
             ErrorTag::ContextFull => "context-full: ",
             ErrorTag::BadInput => "bad-input: ",
+            ErrorTag::Overloaded => "overloaded: ",
+            ErrorTag::Busy => "busy: ",
         }
     }
 
     /// Which tag, if any, starts `message`.
     pub fn of(message: &str) -> Option<ErrorTag> {
-        [ErrorTag::ContextFull, ErrorTag::BadInput]
+        [ErrorTag::ContextFull, ErrorTag::BadInput, ErrorTag::Overloaded, ErrorTag::Busy]
             .into_iter()
             .find(|t| message.starts_with(t.prefix()) || message.contains(t.prefix()))
     }

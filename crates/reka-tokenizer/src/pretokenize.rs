@@ -34,7 +34,8 @@ impl PreTokenizer {
     pub fn from_gguf_name(pre: &str) -> Self {
         match pre {
             "smollm" => Self::SmolLm,
-            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => Self::Llama3,
+            // dbrx is cl100k_base, whose pattern is Llama 3's.
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" | "dbrx" => Self::Llama3,
             _ => Self::Gpt2,
         }
     }

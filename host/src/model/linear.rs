@@ -5,7 +5,7 @@
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
-use reka_kernels::half_matmul::{self, HalfMatrix};
+use reka_kernels::half_matmul::{self, HalfMatrix, HalfType};
 use reka_kernels::quant::{self, QMatrix, QType};
 
 /// `y = x · Wᵀ` for `x` `[t, in]`.
@@ -31,13 +31,32 @@ impl Linear {
                     .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
                 Ok(Linear::Blocks(m))
             }
-            None => Ok(Linear::Candle(QMatMul::from_qtensor(q)?)),
+            None => match q.dtype() {
+                GgmlDType::BF16 | GgmlDType::F16 => {
+                    let kind = if q.dtype() == GgmlDType::BF16 { HalfType::Bf16 } else { HalfType::F16 };
+                    let (rows, cols) = q.shape().dims2()?;
+                    let bits = q.data()?.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+                    let m = HalfMatrix::new(kind, rows, cols, bits).map_err(candle_core::Error::Msg)?;
+                    Ok(Linear::Half(m))
+                }
+                _ => Ok(Linear::Candle(QMatMul::from_qtensor(q)?)),
+            },
         }
     }
 
     /// A plain (unquantized) weight tensor `[out, in]`.
     pub fn from_tensor(w: Tensor) -> Self {
         Linear::Candle(QMatMul::Tensor(w))
+    }
+
+    /// How the weights are held: `blocks`, `bf16`, `f16` or `candle`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Linear::Blocks(_) => "blocks",
+            Linear::Half(m) if m.kind == HalfType::Bf16 => "bf16",
+            Linear::Half(_) => "f16",
+            Linear::Candle(_) => "candle",
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

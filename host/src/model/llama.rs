@@ -114,6 +114,11 @@ impl Llama {
         })
     }
 
+    /// How the output projection's weights are held (see [`Linear::kind`]).
+    pub fn lm_head_kind(&self) -> &'static str {
+        self.w.lm_head.kind()
+    }
+
     /// The decoder's shape.
     pub fn config(&self) -> &DecoderConfig {
         &self.cfg
@@ -174,7 +179,13 @@ impl Llama {
     /// at positions `pos`.
     fn attention(&self, layer: usize, b: &Block, h: &Tensor, pos: &[usize], steps: &mut [Step<'_>]) -> Result<Tensor> {
         let c = &self.cfg;
-        let heads = Heads { heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
+        let heads = Heads {
+            heads: c.num_heads,
+            kv_heads: c.num_kv_heads,
+            head_dim: c.head_dim,
+            scale: 1.0 / (c.head_dim as f32).sqrt(),
+            round_probs: c.attn_f16,
+        };
         let rows = |w: &Linear| -> Result<Vec<f32>> { w.forward(h)?.flatten_all()?.to_vec1() };
         let (mut q, mut kk, mut v) = (rows(&b.wq)?, rows(&b.wk)?, rows(&b.wv)?);
         attn::rope_rows(&mut q, c.head_dim, pos, &self.cos, &self.sin, c.rope_style);
@@ -187,7 +198,6 @@ impl Llama {
             }
         }
         let (qw, kvw) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
-        let scale = 1.0 / (c.head_dim as f32).sqrt();
         // Split the rows per step, then attend per step in parallel.
         let mut work = Vec::with_capacity(steps.len());
         let (mut qs, mut ks, mut vs) = (q.as_slice(), kk.as_slice(), v.as_slice());
@@ -206,7 +216,7 @@ impl Llama {
                 let (kc, vc) = &mut cache.layers[layer];
                 kc.extend_from_slice(k1);
                 vc.extend_from_slice(v1);
-                attn::attention(heads, q1, q1.len() / qw, kc, vc, start, scale, c.attn_f16)
+                attn::attention(heads, q1, q1.len() / qw, kc, vc, start)
             })
             .collect();
         let y = Tensor::from_vec(outs.concat(), (pos.len(), qw), &self.device)?;

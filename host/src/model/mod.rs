@@ -17,7 +17,7 @@ use reka_protocol::{ModelInfo, VocabSpec};
 use reka_tokenizer::Tokenizer;
 use std::path::Path;
 
-pub use llama::{KvCache, Llama};
+pub use llama::{KvCache, Llama, Step};
 
 /// A model ready to serve: weights plus what guests need to talk to it.
 pub struct LoadedModel {

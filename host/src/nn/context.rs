@@ -1,33 +1,49 @@
 //! One generation session behind a wasi:nn execution context.
 //!
-//! `compute` with `input_ids` appends tokens to the session's KV cache and returns
-//! the last position's logits; `compute` with `metadata` returns the model info
+//! `compute` with `input_ids` appends tokens to the session's KV cache (held by
+//! the model's [`Scheduler`], which batches all sessions' steps) and returns the
+//! last position's logits; `compute` with `metadata` returns the model info
 //! JSON. Errors carry a [`ErrorTag`] prefix so that guests can map them.
 
-use crate::model::{KvCache, LoadedModel};
+use super::scheduler::{Scheduler, StepError};
+use crate::model::LoadedModel;
 use reka_protocol::{ErrorTag, INPUT_IDS, LOGITS, METADATA, TOKENIZER};
 use std::sync::Arc;
 use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, Id, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::Tensor;
 
-/// A session: the shared model plus this conversation's cache.
+/// A session: the shared model plus this conversation's place in the engine.
 pub struct Session {
     model: Arc<LoadedModel>,
-    cache: KvCache,
+    engine: Arc<Scheduler>,
+    seq: u64,
+    /// Positions appended so far.
+    len: usize,
     outputs: Vec<NamedTensor>,
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.engine.free(self.seq);
+    }
+}
+
+/// A tagged error. wasmtime-wasi-nn hands guests only the top-level `Display` of
+/// a backend error, and `BackendAccess` displays a fixed text that drops ours;
+/// `UnsupportedTensorType` is the one variant whose text carries a message, so
+/// the tag travels inside it (the guest looks for the tag anywhere in the text).
 fn err(tag: ErrorTag, msg: impl std::fmt::Display) -> BackendError {
-    BackendError::BackendAccess(wasmtime::format_err!("{}{msg}", tag.prefix()))
+    BackendError::UnsupportedTensorType(format!("{}{msg}", tag.prefix()))
 }
 
 impl Session {
-    pub fn new(model: Arc<LoadedModel>) -> Self {
-        let cache = model.decoder.new_cache();
+    pub fn new(model: Arc<LoadedModel>, engine: Arc<Scheduler>) -> Self {
         Self {
             model,
-            cache,
+            seq: engine.open(),
+            engine,
+            len: 0,
             outputs: Vec::new(),
         }
     }
@@ -49,29 +65,28 @@ impl Session {
             ));
         }
         let ctx = self.model.info.context_length as usize;
-        if self.cache.len() + ids.len() > ctx {
+        if self.len + ids.len() > ctx {
             return Err(err(
                 ErrorTag::ContextFull,
-                format!(
-                    "{} + {} tokens exceed the context of {ctx}",
-                    self.cache.len(),
-                    ids.len()
-                ),
+                format!("{} + {} tokens exceed the context of {ctx}", self.len, ids.len()),
             ));
         }
-        let model = &self.model;
-        let cache = &mut self.cache;
-        let mut run = || model.decoder.forward(&ids, cache);
-        // The forward pass is long and synchronous: let tokio move other tasks off
-        // this worker while it runs.
+        let n = ids.len();
+        let run = || self.engine.step(self.seq, ids);
+        // The engine step may wait for other sessions' rows: let tokio move other
+        // tasks off this worker meanwhile.
         let logits = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(run)
             }
             _ => run(),
         }
-        .and_then(|l| l.to_vec1::<f32>())
-        .map_err(|e| BackendError::BackendAccess(wasmtime::format_err!("forward pass: {e}")))?;
+        .map_err(|e| match e {
+            StepError::Overloaded(m) => err(ErrorTag::Overloaded, m),
+            StepError::Busy(m) => err(ErrorTag::Busy, m),
+            StepError::Engine(m) => BackendError::UnsupportedTensorType(format!("engine: {m}")),
+        })?;
+        self.len += n;
         let data = logits.iter().flat_map(|x| x.to_le_bytes()).collect();
         Ok(Tensor::new(vec![logits.len() as u32], TensorType::Fp32, data))
     }

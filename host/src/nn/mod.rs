@@ -1,11 +1,14 @@
 //! Our `wasi:nn` backend on top of wasmtime-wasi-nn: a graph is a loaded model
 //! shared by every request (an `Arc`), an execution context is one generation
 //! session that owns its KV cache. Models are loaded once when the host starts and
-//! found by name (`load-by-name`); guests cannot load models from bytes.
+//! found by name (`load-by-name`); guests cannot load models from bytes. Each
+//! model has one engine thread ([`scheduler`]) that batches all its sessions.
 
 mod context;
+pub mod scheduler;
 
 use crate::model::LoadedModel;
+use scheduler::{Limits, Scheduler};
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime_wasi_nn::backend::{BackendError, BackendGraph};
@@ -14,11 +17,12 @@ use wasmtime_wasi_nn::{ExecutionContext, Graph, GraphRegistry, Registry};
 /// A loaded model as a wasi:nn graph.
 pub struct ModelGraph {
     model: Arc<LoadedModel>,
+    engine: Arc<Scheduler>,
 }
 
 impl BackendGraph for ModelGraph {
     fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        let ctx = context::Session::new(self.model.clone());
+        let ctx = context::Session::new(self.model.clone(), self.engine.clone());
         Ok(ExecutionContext::from(
             Box::new(ctx) as Box<dyn wasmtime_wasi_nn::backend::BackendExecutionContext>
         ))
@@ -33,20 +37,25 @@ pub struct Models {
 }
 
 impl Models {
-    /// Wraps already-loaded models, in the order given (the first is the default).
-    pub fn new(models: Vec<(String, Arc<LoadedModel>)>) -> Self {
+    /// Wraps already-loaded models, in the order given (the first is the default),
+    /// each with an engine thread under the default [`Limits`].
+    pub fn new(models: Vec<(String, Arc<LoadedModel>)>) -> std::io::Result<Self> {
+        Self::with_limits(models, Limits::default())
+    }
+
+    /// [`Models::new`] with the engines' limits given.
+    pub fn with_limits(models: Vec<(String, Arc<LoadedModel>)>, limits: Limits) -> std::io::Result<Self> {
         let names = models.iter().map(|(n, _)| n.clone()).collect();
-        let graphs = models
-            .into_iter()
-            .map(|(n, m)| {
-                let g: Box<dyn BackendGraph> = Box::new(ModelGraph { model: m });
-                (n, Graph::from(g))
-            })
-            .collect();
-        Self {
+        let mut graphs = HashMap::new();
+        for (n, m) in models {
+            let engine = Scheduler::start(m.clone(), limits)?;
+            let g: Box<dyn BackendGraph> = Box::new(ModelGraph { model: m, engine });
+            graphs.insert(n, Graph::from(g));
+        }
+        Ok(Self {
             graphs: Arc::new(graphs),
             names: Arc::new(names),
-        }
+        })
     }
 
     /// Graph names, the default model first.

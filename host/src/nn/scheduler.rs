@@ -1,0 +1,328 @@
+//! Continuous batching: one engine thread per model runs the steps of every open
+//! session together.
+//!
+//! A session's `compute` sends its new token ids here and waits. Each engine
+//! step takes every waiting decode token plus chunks of waiting prompts (up to
+//! [`Limits::step_tokens`] rows in all) and runs them as one
+//! [`Llama::forward_batch`](crate::model::Llama::forward_batch), so a long prompt
+//! is prefilled over several steps while running streams keep decoding. A
+//! session that ends frees its KV cache at once.
+//!
+//! Admission control keeps the KV caches inside [`Limits::kv_budget_bytes`]: a
+//! new session waits until its prompt fits (keeping an eighth of the budget for
+//! running sessions to grow into), gets `busy` when too many are already
+//! waiting, and `overloaded` when it waited too long or the budget runs out under
+//! a running session. The memory is never exceeded.
+
+use crate::model::{KvCache, LoadedModel, Step};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+/// The engine's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Memory for all sessions' keys and values.
+    pub kv_budget_bytes: usize,
+    /// New sessions that may wait for memory at once; more get `busy`.
+    pub max_waiting: usize,
+    /// How long a new session may wait for memory before it gets `overloaded`.
+    pub admission_timeout: Duration,
+    /// Rows (tokens) per engine step: all decodes plus prompt chunks.
+    pub step_tokens: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            kv_budget_bytes: 4 << 30,
+            max_waiting: 64,
+            admission_timeout: Duration::from_secs(30),
+            step_tokens: 128,
+        }
+    }
+}
+
+/// Why a step failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepError {
+    Overloaded(String),
+    Busy(String),
+    Engine(String),
+}
+
+type Reply = mpsc::Sender<Result<Vec<f32>, StepError>>;
+
+enum Msg {
+    Step { seq: u64, ids: Vec<u32>, reply: Reply },
+    Free(u64),
+}
+
+/// The handle sessions use; the engine thread ends when the last handle goes.
+pub struct Scheduler {
+    tx: mpsc::Sender<Msg>,
+    next: AtomicU64,
+}
+
+impl Scheduler {
+    /// Starts the engine thread for `model`.
+    pub fn start(model: Arc<LoadedModel>, limits: Limits) -> std::io::Result<Arc<Self>> {
+        let (tx, rx) = mpsc::channel();
+        let per_position = model.decoder.new_cache().bytes_per_position().max(1);
+        let worker = Worker {
+            capacity: limits.kv_budget_bytes / per_position,
+            model,
+            limits,
+            rx,
+            caches: HashMap::new(),
+            broken: HashSet::new(),
+            jobs: VecDeque::new(),
+            used: 0,
+        };
+        std::thread::Builder::new()
+            .name("reka-engine".into())
+            .spawn(move || worker.run())?;
+        Ok(Arc::new(Self { tx, next: AtomicU64::new(1) }))
+    }
+
+    /// A new session id.
+    pub fn open(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Appends `ids` to session `seq` and returns the logits of the last one;
+    /// blocks until the engine has run it.
+    pub fn step(&self, seq: u64, ids: Vec<u32>) -> Result<Vec<f32>, StepError> {
+        let (reply, answer) = mpsc::channel();
+        let gone = || StepError::Engine("the engine thread has stopped".into());
+        self.tx.send(Msg::Step { seq, ids, reply }).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
+    }
+
+    /// Ends session `seq`; its KV memory is freed at once.
+    pub fn free(&self, seq: u64) {
+        let _ = self.tx.send(Msg::Free(seq));
+    }
+}
+
+struct Job {
+    seq: u64,
+    ids: Vec<u32>,
+    /// Ids already run (prompt chunks).
+    done: usize,
+    reply: Reply,
+    since: Instant,
+}
+
+struct Worker {
+    model: Arc<LoadedModel>,
+    limits: Limits,
+    rx: mpsc::Receiver<Msg>,
+    caches: HashMap<u64, KvCache>,
+    /// Sessions whose cache a failed step left half-written.
+    broken: HashSet<u64>,
+    jobs: VecDeque<Job>,
+    /// Positions held by all caches, and the most they may hold.
+    used: usize,
+    capacity: usize,
+}
+
+impl Worker {
+    fn run(mut self) {
+        loop {
+            if self.jobs.is_empty() {
+                match self.rx.recv() {
+                    Ok(m) => self.take(m),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(m) = self.rx.try_recv() {
+                self.take(m);
+            }
+            let plan = self.plan();
+            if plan.is_empty() {
+                // Everything waits for memory: wake up for news or to time out.
+                match self.rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(m) => self.take(m),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+                continue;
+            }
+            self.run_step(plan);
+        }
+    }
+
+    /// New sessions queued and the positions their prompts need.
+    fn queued(&self) -> (usize, usize) {
+        self.jobs
+            .iter()
+            .filter(|j| !self.caches.contains_key(&j.seq))
+            .fold((0, 0), |(n, p), j| (n + 1, p + j.ids.len()))
+    }
+
+    /// The positions new sessions may be admitted up to: all of them when nothing
+    /// runs, else seven eighths, leaving room for running sessions to grow.
+    fn room(&self) -> usize {
+        if self.caches.is_empty() {
+            self.capacity
+        } else {
+            self.capacity * 7 / 8
+        }
+    }
+
+    fn take(&mut self, m: Msg) {
+        match m {
+            Msg::Free(seq) => {
+                if let Some(c) = self.caches.remove(&seq) {
+                    self.used -= c.len();
+                }
+                self.jobs.retain(|j| j.seq != seq);
+                self.broken.remove(&seq);
+            }
+            Msg::Step { seq, ids, reply } => {
+                let new = !self.caches.contains_key(&seq);
+                if self.broken.contains(&seq) {
+                    let _ = reply.send(Err(StepError::Engine("an earlier step of this session failed".into())));
+                } else if new && ids.len() > self.capacity {
+                    let _ = reply.send(Err(StepError::Overloaded(format!(
+                        "the prompt needs {} positions of KV memory; the budget holds {}",
+                        ids.len(),
+                        self.capacity
+                    ))));
+                } else if new && {
+                    let (n, need) = self.queued();
+                    n >= self.limits.max_waiting && self.used + need + ids.len() > self.room()
+                } {
+                    let _ = reply.send(Err(StepError::Busy(format!(
+                        "{} requests are already waiting for the engine; try again shortly",
+                        self.limits.max_waiting
+                    ))));
+                } else {
+                    self.jobs.push_back(Job { seq, ids, done: 0, reply, since: Instant::now() });
+                }
+            }
+        }
+    }
+
+    /// Picks this step's rows: `(job index, ids to run)`. Running sessions come
+    /// first (decodes, then prompt chunks), then new sessions in arrival order
+    /// while memory allows.
+    fn plan(&mut self) -> Vec<(usize, usize)> {
+        let mut rows = self.limits.step_tokens.max(1);
+        let mut plan = Vec::new();
+        let mut reserved = 0;
+        let mut failed = Vec::new();
+        let mut order: Vec<usize> = (0..self.jobs.len()).collect();
+        // Running sessions before new ones, decodes before prompt chunks, older
+        // sessions first (so that when memory runs out, the newest give way).
+        order.sort_by_key(|&i| {
+            let j = &self.jobs[i];
+            (!self.caches.contains_key(&j.seq), j.ids.len() - j.done > 1, j.seq)
+        });
+        let mut admitting = true;
+        for i in order {
+            if rows == 0 {
+                break;
+            }
+            let j = &self.jobs[i];
+            let left = j.ids.len() - j.done;
+            if !self.caches.contains_key(&j.seq) {
+                let fits = self.used + reserved + left <= self.room();
+                if !admitting || !fits {
+                    admitting = false; // first come, first served
+                    if j.since.elapsed() > self.limits.admission_timeout {
+                        failed.push((i, StepError::Overloaded(format!(
+                            "no KV memory came free within {:?}; the server is overloaded",
+                            self.limits.admission_timeout
+                        ))));
+                    }
+                    continue;
+                }
+                let mut cache = self.model.decoder.new_cache();
+                cache.reserve(left);
+                self.caches.insert(j.seq, cache);
+            } else if self.used + reserved + left.min(rows) > self.capacity {
+                // Out of memory under a running session: it gives its memory
+                // back at once so that the older ones can finish.
+                if let Some(c) = self.caches.remove(&j.seq) {
+                    self.used -= c.len();
+                }
+                self.broken.insert(j.seq);
+                failed.push((i, StepError::Overloaded("the KV memory budget is used up; the server is overloaded".into())));
+                continue;
+            }
+            let n = left.min(rows);
+            rows -= n;
+            reserved += n;
+            plan.push((i, n));
+        }
+        // Answer the failed jobs (highest index first so the others keep theirs).
+        failed.sort_by_key(|f| std::cmp::Reverse(f.0));
+        for (i, e) in failed {
+            if let Some(j) = self.jobs.remove(i) {
+                let _ = j.reply.send(Err(e));
+            }
+            for p in plan.iter_mut() {
+                if p.0 > i {
+                    p.0 -= 1;
+                }
+            }
+        }
+        plan
+    }
+
+    fn run_step(&mut self, plan: Vec<(usize, usize)>) {
+        let mut caches: Vec<(u64, KvCache)> = plan
+            .iter()
+            .filter_map(|&(i, _)| {
+                let seq = self.jobs[i].seq;
+                self.caches.remove(&seq).map(|c| (seq, c))
+            })
+            .collect();
+        let result = {
+            let mut steps: Vec<Step<'_>> = plan
+                .iter()
+                .zip(caches.iter_mut())
+                .map(|(&(i, n), (_, cache))| {
+                    let j = &self.jobs[i];
+                    Step { ids: &j.ids[j.done..j.done + n], cache }
+                })
+                .collect();
+            self.model.decoder.forward_batch(&mut steps)
+        };
+        let mut finished = Vec::new();
+        match result {
+            Ok(logits) => {
+                for (seq, c) in caches {
+                    self.caches.insert(seq, c);
+                }
+                for (&(i, n), l) in plan.iter().zip(logits) {
+                    self.used += n;
+                    let j = &mut self.jobs[i];
+                    j.done += n;
+                    if j.done == j.ids.len() {
+                        let _ = j.reply.send(Ok(l));
+                        finished.push(i);
+                    }
+                }
+            }
+            Err(e) => {
+                // The caches may hold part of the step: drop them.
+                for (seq, c) in caches {
+                    self.used -= c.len();
+                    self.broken.insert(seq);
+                }
+                for &(i, _) in &plan {
+                    let _ = self.jobs[i].reply.send(Err(StepError::Engine(format!("forward pass: {e}"))));
+                    finished.push(i);
+                }
+            }
+        }
+        finished.sort_unstable_by(|a, b| b.cmp(a));
+        for i in finished {
+            self.jobs.remove(i);
+        }
+    }
+}

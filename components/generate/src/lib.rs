@@ -37,13 +37,33 @@ struct State {
     decoder: IncrementalDecoder,
     stops: StopMatcher,
     stop_ids: Vec<u32>,
-    /// Logits to sample from next (after the prefill, or the last step).
-    logits: Vec<f32>,
+    /// What to sample from next (after the prefill, or the last step).
+    next: Next,
     /// The token sampled last, not yet fed back into the model.
     last: Option<u32>,
     generated: u32,
     max_tokens: u32,
     done: bool,
+}
+
+/// What the last step returned to sample from.
+enum Next {
+    /// Every logit (the sampler needs them all).
+    Logits(Vec<f32>),
+    /// Only the best few, picked by the host.
+    Top(Vec<(u32, f32)>),
+    /// Already sampled.
+    Used,
+}
+
+impl Next {
+    /// Runs `ids` and fetches no more logits than the sampler needs.
+    fn step(session: &Session, sampler: &Sampler, ids: &[u32]) -> Result<Next, reka_guest::Failure> {
+        Ok(match sampler.wants() {
+            Some(k) => Next::Top(session.step_top(ids, k)?),
+            None => Next::Logits(session.step(ids)?),
+        })
+    }
 }
 
 /// A generation session, as the WIT resource.
@@ -69,17 +89,18 @@ impl GuestGeneration for Gen {
         }
         let session = Session::open(&model).map_err(to_error)?;
         let (_info, tok) = session.model().map_err(to_error)?;
-        let logits = session.step(&prompt).map_err(to_error)?;
+        let sampler = Sampler::new(sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed);
+        let next = Next::step(&session, &sampler, &prompt).map_err(to_error)?;
         let mut stops = stop_strings;
         stops.extend(sampling.stop.iter().cloned());
         let state = State {
             session,
             tok,
-            sampler: Sampler::new(sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed),
+            sampler,
             decoder: IncrementalDecoder::new(true),
             stops: StopMatcher::new(stops),
             stop_ids: stop_token_ids,
-            logits,
+            next,
             last: None,
             generated: 0,
             max_tokens: sampling.max_tokens,
@@ -116,9 +137,13 @@ impl State {
             return Ok(self.finish(FinishReason::Length, String::new()));
         }
         if let Some(t) = self.last.take() {
-            self.logits = self.session.step(&[t]).map_err(to_error)?;
+            self.next = Next::step(&self.session, &self.sampler, &[t]).map_err(to_error)?;
         }
-        let token = self.sampler.sample(&self.logits);
+        let token = match std::mem::replace(&mut self.next, Next::Used) {
+            Next::Logits(l) => self.sampler.sample(&l),
+            Next::Top(c) => self.sampler.sample_candidates(c),
+            Next::Used => return Err(Error { kind: ErrorKind::Internal, message: "no logits to sample from".into() }),
+        };
         self.generated += 1;
         if self.stop_ids.contains(&token) {
             let mut rest = self.decoder.finish();

@@ -38,21 +38,42 @@ impl Sampler {
         }
     }
 
-    /// The next token.
+    /// How many of the best logits this sampler needs, when it needs fewer than
+    /// all of them: one when greedy, `top_k` when that cuts (up to 256).
+    pub fn wants(&self) -> Option<u32> {
+        match self.top_k {
+            _ if self.temperature <= 0.0 => Some(1),
+            k @ 1..=256 => Some(k as u32),
+            _ => None,
+        }
+    }
+
+    /// The next token from all logits.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         if self.temperature <= 0.0 || self.top_k == 1 {
             return argmax(logits);
         }
-        let mut cand: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
+        self.sample_candidates(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect())
+    }
+
+    /// The next token from `(id, logit)` candidates that include the best
+    /// [`Sampler::wants`] ones: the same token that [`Sampler::sample`] picks
+    /// from all logits.
+    pub fn sample_candidates(&mut self, cand: Vec<(u32, f32)>) -> u32 {
+        let best = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if self.temperature <= 0.0 || self.top_k == 1 {
+            return cand.iter().copied().min_by(best).map_or(0, |c| c.0);
+        }
+        let fallback = cand.iter().copied().min_by(best).map_or(0, |c| c.0);
+        let mut cand: Vec<(u32, f32)> = cand
+            .into_iter()
             .filter(|(_, l)| l.is_finite())
-            .map(|(i, &l)| (i as u32, l / self.temperature))
+            .map(|(i, l)| (i, l / self.temperature))
             .collect();
         if cand.is_empty() {
-            return argmax(logits);
+            return fallback;
         }
-        cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+        cand.sort_unstable_by(best);
         if self.top_k > 0 && self.top_k < cand.len() {
             cand.truncate(self.top_k);
         }
@@ -116,6 +137,29 @@ mod tests {
         };
         assert_eq!(run(42), run(42));
         assert_ne!(run(42), run(43));
+    }
+
+    /// The host's top-k hand-off gives the same tokens as all logits.
+    #[test]
+    fn candidates_from_the_host_sample_like_all_logits() {
+        let logits: Vec<f32> = (0..500).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect();
+        for (t, k) in [(0.0, 0), (0.7, 40), (1.3, 5), (1.0, 1)] {
+            let (mut a, mut b) = (Sampler::new(t, 0.9, k, 5), Sampler::new(t, 0.9, k, 5));
+            let want = b.wants().expect("a cut");
+            let top = top_k(&logits, want as usize);
+            for _ in 0..50 {
+                assert_eq!(a.sample(&logits), b.sample_candidates(top.clone()), "t={t} k={k}");
+            }
+        }
+        assert_eq!(Sampler::new(1.0, 0.9, 0, 1).wants(), None);
+    }
+
+    /// As reka-protocol's `top_k`, without the dependency in this test.
+    fn top_k(l: &[f32], k: usize) -> Vec<(u32, f32)> {
+        let mut v: Vec<(u32, f32)> = l.iter().enumerate().map(|(i, &x)| (i as u32, x)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(k);
+        v
     }
 
     #[test]

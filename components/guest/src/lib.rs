@@ -8,7 +8,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use reka_protocol::{ErrorTag, ModelInfo, INPUT_IDS, LOGITS, METADATA, TOKENIZER};
+use reka_protocol::{ErrorTag, ModelInfo, INPUT_IDS, LOGITS, METADATA, TOKENIZER, TOP_IDS, TOP_K, TOP_LOGITS};
 use reka_tokenizer::Tokenizer;
 use wasi::nn::errors::ErrorCode;
 use wasi::nn::graph::{load_by_name, Graph};
@@ -87,9 +87,11 @@ impl Session {
     }
 
     fn compute(&self, name: &str, tensor: Tensor) -> Result<Vec<(String, Tensor)>, Failure> {
-        self.ctx
-            .compute(vec![(name.to_string(), tensor)])
-            .map_err(|e| failure(e, &self.model))
+        self.compute_all(vec![(name.to_string(), tensor)])
+    }
+
+    fn compute_all(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, Failure> {
+        self.ctx.compute(inputs).map_err(|e| failure(e, &self.model))
     }
 
     fn output(outputs: Vec<(String, Tensor)>, name: &str) -> Result<Tensor, Failure> {
@@ -123,15 +125,42 @@ impl Session {
 
     /// Appends `ids` to the session and returns the last position's logits.
     pub fn step(&self, ids: &[u32]) -> Result<Vec<f32>, Failure> {
-        let bytes: Vec<u8> = ids.iter().flat_map(|&i| (i as i32).to_le_bytes()).collect();
-        let t = Tensor::new(&[ids.len() as u32], TensorType::I32, &bytes);
-        let out = self.compute(INPUT_IDS, t)?;
-        let data = Self::output(out, LOGITS)?.data();
-        Ok(data
+        let out = self.compute(INPUT_IDS, ids_tensor(ids))?;
+        Ok(f32s(&Self::output(out, LOGITS)?.data()))
+    }
+
+    /// Appends `ids` and returns only the `k` best `(id, logit)` of the last
+    /// position, best first: the host picks them, so the vocabulary's logits
+    /// never cross into the guest.
+    pub fn step_top(&self, ids: &[u32], k: u32) -> Result<Vec<(u32, f32)>, Failure> {
+        let k_t = Tensor::new(&[1], TensorType::I32, &(k as i32).to_le_bytes());
+        let out = self.compute_all(vec![(INPUT_IDS.to_string(), ids_tensor(ids)), (TOP_K.to_string(), k_t)])?;
+        let (mut top_ids, mut top_logits) = (None, None);
+        for (name, t) in out {
+            match name.as_str() {
+                TOP_IDS => top_ids = Some(t.data()),
+                TOP_LOGITS => top_logits = Some(t.data()),
+                _ => {}
+            }
+        }
+        let missing = |n: &str| Failure::Internal(format!("the backend returned no {n} tensor"));
+        let ids = top_ids.ok_or_else(|| missing(TOP_IDS))?;
+        let logits = f32s(&top_logits.ok_or_else(|| missing(TOP_LOGITS))?);
+        Ok(ids
             .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u32)
+            .zip(logits)
             .collect())
     }
+}
+
+fn ids_tensor(ids: &[u32]) -> Tensor {
+    let bytes: Vec<u8> = ids.iter().flat_map(|&i| (i as i32).to_le_bytes()).collect();
+    Tensor::new(&[ids.len() as u32], TensorType::I32, &bytes)
+}
+
+fn f32s(data: &[u8]) -> Vec<f32> {
+    data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 /// Defines `fn to_error(Failure) -> Error` for a component whose WIT bindings

@@ -7,6 +7,7 @@
 //! | input            | type, shape     | meaning                                               |
 //! |------------------|-----------------|-------------------------------------------------------|
 //! | [`INPUT_IDS`]    | i32 `[n]`       | tokens to append to the context; returns [`LOGITS`]    |
+//! | [`TOP_K`]        | i32 `[1]`       | with [`INPUT_IDS`]: return only the `k` best logits    |
 //! | [`METADATA`]     | u8 `[0]`        | ask for the model's metadata; returns [`METADATA`]    |
 //!
 //! and answers with
@@ -14,6 +15,8 @@
 //! | output        | type, shape        | meaning                                           |
 //! |---------------|--------------------|---------------------------------------------------|
 //! | [`LOGITS`]    | f32 `[vocab]`      | logits of the last appended position              |
+//! | [`TOP_IDS`]   | i32 `[k]`          | with [`TOP_K`]: the `k` best ids, best first      |
+//! | [`TOP_LOGITS`]| f32 `[k]`          | with [`TOP_K`]: their logits                      |
 //! | [`METADATA`]  | u8 `[len]`         | [`ModelInfo`] as JSON                             |
 //! | [`TOKENIZER`] | u8 `[len]`         | the tokenizer, `reka_tokenizer`'s compact form    |
 //!
@@ -28,6 +31,30 @@ pub use reka_tokenizer::VocabSpec;
 pub const INPUT_IDS: &str = "input_ids";
 /// Output tensor: logits of the last position (f32).
 pub const LOGITS: &str = "logits";
+/// Input tensor next to [`INPUT_IDS`]: how many of the best logits to return
+/// instead of all of them (i32 `[1]`); greedy decoding asks for one.
+pub const TOP_K: &str = "top_k";
+/// Output tensor with [`TOP_K`]: the best ids, best first (ties: lower id first).
+pub const TOP_IDS: &str = "top_ids";
+/// Output tensor with [`TOP_K`]: the logits of [`TOP_IDS`].
+pub const TOP_LOGITS: &str = "top_logits";
+
+/// The `k` best `(id, logit)` of `logits`, best first, ties to the lower id
+/// (so that the first is what a first-maximum argmax picks).
+pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let better = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let mut all: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+    let k = k.min(all.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    if k < all.len() {
+        all.select_nth_unstable_by(k - 1, better);
+        all.truncate(k);
+    }
+    all.sort_unstable_by(better);
+    all
+}
 /// Input and output tensor: the model metadata request / answer (u8, JSON).
 pub const METADATA: &str = "metadata";
 /// Output tensor next to [`METADATA`]: the ready-built tokenizer (u8, compact form).
@@ -93,6 +120,15 @@ impl ErrorTag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_k_is_sorted_and_breaks_ties_to_the_lower_id() {
+        let l = [0.5, 2.0, -1.0, 2.0, 1.0];
+        assert_eq!(top_k(&l, 3), vec![(1, 2.0), (3, 2.0), (4, 1.0)]);
+        assert_eq!(top_k(&l, 1), vec![(1, 2.0)]);
+        assert_eq!(top_k(&l, 9).len(), 5);
+        assert!(top_k(&l, 0).is_empty());
+    }
 
     #[test]
     fn error_tags_are_found_in_messages() {

@@ -7,7 +7,7 @@
 
 use super::scheduler::{Scheduler, StepError};
 use crate::model::LoadedModel;
-use reka_protocol::{ErrorTag, INPUT_IDS, LOGITS, METADATA, TOKENIZER};
+use reka_protocol::{ErrorTag, INPUT_IDS, LOGITS, METADATA, TOKENIZER, TOP_IDS, TOP_K, TOP_LOGITS};
 use std::sync::Arc;
 use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, Id, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
@@ -48,7 +48,7 @@ impl Session {
         }
     }
 
-    fn step(&mut self, t: &Tensor) -> Result<Tensor, BackendError> {
+    fn step(&mut self, t: &Tensor) -> Result<Vec<f32>, BackendError> {
         if t.ty != TensorType::I32 {
             return Err(err(ErrorTag::BadInput, "input_ids must be an i32 tensor"));
         }
@@ -87,8 +87,7 @@ impl Session {
             StepError::Engine(m) => BackendError::UnsupportedTensorType(format!("engine: {m}")),
         })?;
         self.len += n;
-        let data = logits.iter().flat_map(|x| x.to_le_bytes()).collect();
-        Ok(Tensor::new(vec![logits.len() as u32], TensorType::Fp32, data))
+        Ok(logits)
     }
 }
 
@@ -121,12 +120,27 @@ impl BackendExecutionContext for Session {
             return Ok(None); // WITX style: outputs were made by set_input
         };
         let mut outputs = Vec::new();
+        let top_k = inputs.iter().find(|i| i.name == TOP_K).map(|i| top_k_of(&i.tensor)).transpose()?;
         for input in inputs {
             match input.name.as_str() {
-                INPUT_IDS => outputs.push(NamedTensor {
-                    name: LOGITS.into(),
-                    tensor: self.step(&input.tensor)?,
-                }),
+                INPUT_IDS => {
+                    let logits = self.step(&input.tensor)?;
+                    match top_k {
+                        None => outputs.push(f32_tensor(LOGITS, &logits)),
+                        Some(k) => {
+                            // Only the k best cross into the guest, not the vocabulary.
+                            let top = reka_protocol::top_k(&logits, k);
+                            let ids: Vec<u8> = top.iter().flat_map(|t| (t.0 as i32).to_le_bytes()).collect();
+                            outputs.push(NamedTensor {
+                                name: TOP_IDS.into(),
+                                tensor: Tensor::new(vec![top.len() as u32], TensorType::I32, ids),
+                            });
+                            let logits: Vec<f32> = top.iter().map(|t| t.1).collect();
+                            outputs.push(f32_tensor(TOP_LOGITS, &logits));
+                        }
+                    }
+                }
+                TOP_K => {}
                 METADATA => {
                     for (name, bytes) in [
                         (METADATA, &self.model.info_json),
@@ -141,11 +155,27 @@ impl BackendExecutionContext for Session {
                 other => {
                     return Err(err(
                         ErrorTag::BadInput,
-                        format!("unknown input tensor {other:?} (expected {INPUT_IDS} or {METADATA})"),
+                        format!("unknown input tensor {other:?} (expected {INPUT_IDS}, {TOP_K} or {METADATA})"),
                     ))
                 }
             }
         }
         Ok(Some(outputs))
+    }
+}
+
+fn f32_tensor(name: &str, v: &[f32]) -> NamedTensor {
+    let data = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    NamedTensor { name: name.into(), tensor: Tensor::new(vec![v.len() as u32], TensorType::Fp32, data) }
+}
+
+/// The `k` of a [`TOP_K`] tensor: one positive i32.
+fn top_k_of(t: &Tensor) -> Result<usize, BackendError> {
+    match (t.ty, t.data.as_slice()) {
+        (TensorType::I32, [a, b, c, d]) => match i32::from_le_bytes([*a, *b, *c, *d]) {
+            k if k > 0 => Ok(k as usize),
+            k => Err(err(ErrorTag::BadInput, format!("top_k must be positive, got {k}"))),
+        },
+        _ => Err(err(ErrorTag::BadInput, "top_k must be one i32")),
     }
 }

@@ -3,7 +3,7 @@
 //! path at several concurrencies, llama.cpp when a Python with `llama_cpp` is
 //! given, the per-request overhead of the wasm path, and peak memory.
 
-use crate::model::LoadedModel;
+use crate::model::{LoadedModel, Step};
 use crate::{manifest, native, nn, server};
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader, Write};
@@ -39,28 +39,37 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// The engine alone at `k` streams: every stream's prompt is prefilled, then all
+/// decode in lockstep, one batched forward pass per token (as the wasi:nn engine
+/// thread batches them), greedy.
 fn native_rows(model: &Arc<LoadedModel>, spec: &BenchSpec) -> Result<Vec<Row>> {
+    let mut prompt = Vec::new();
+    if model.info.add_bos {
+        prompt.extend(model.info.bos_token_id);
+    }
+    prompt.extend(model.tokenizer.encode(&spec.prompt, false));
     let mut rows = Vec::new();
     for &k in &spec.concurrency {
-        let started = Instant::now();
-        let handles: Vec<_> = (0..k)
-            .map(|_| {
-                let (m, p, n) = (model.clone(), spec.prompt.clone(), spec.max_tokens);
-                std::thread::spawn(move || native::greedy(&m, &p, n))
-            })
-            .collect();
-        let mut reports = Vec::new();
-        for h in handles {
-            reports.push(h.join().map_err(|_| anyhow::anyhow!("bench thread panicked"))??);
+        let mut caches: Vec<_> = (0..k).map(|_| model.decoder.new_cache()).collect();
+        let t0 = Instant::now();
+        let mut next = Vec::with_capacity(k);
+        for c in caches.iter_mut() {
+            next.push(native::argmax(&model.decoder.forward(&prompt, c)?.to_vec1::<f32>()?));
         }
-        let wall = started.elapsed().as_secs_f64();
-        let tokens: usize = reports.iter().map(|r| r.ids.len()).sum();
+        let ttft = t0.elapsed().as_secs_f64() * 1e3 / k as f64;
+        let t1 = Instant::now();
+        for _ in 1..spec.max_tokens {
+            let ids: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
+            let mut steps: Vec<Step<'_>> = caches.iter_mut().zip(&ids).map(|(cache, ids)| Step { ids, cache }).collect();
+            next = model.decoder.forward_batch(&mut steps)?.iter().map(|l| native::argmax(l)).collect();
+        }
+        let per_stream = (spec.max_tokens - 1) as f64 / t1.elapsed().as_secs_f64();
         rows.push(Row {
-            path: "native engine".into(),
+            path: "native engine (batched)".into(),
             streams: k,
-            ttft_ms: mean(&reports.iter().map(|r| r.prefill.as_secs_f64() * 1e3).collect::<Vec<_>>()),
-            per_stream: mean(&reports.iter().map(|r| r.decode_tokens_per_s()).collect::<Vec<_>>()),
-            aggregate: tokens as f64 / wall,
+            ttft_ms: ttft,
+            per_stream,
+            aggregate: per_stream * k as f64,
         });
     }
     Ok(rows)
@@ -147,20 +156,51 @@ fn overhead(addr: &str, n: usize) -> Result<(f64, f64)> {
     Ok((at(0.5), at(0.99)))
 }
 
+/// llama.cpp's own batched decoding through llama-cpp-python's low-level API
+/// (what llama-server's parallel slots do): `streams` sequences prefilled in one
+/// batch, then one `llama_decode` of `streams` tokens per step, greedy (argmax of
+/// the logits in numpy, as cheap as our host's top-1).
 const LLAMA_CPP_SCRIPT: &str = r#"
 import json, sys, time
-from llama_cpp import Llama
-path, prompt, n, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-llm = Llama(model_path=path, n_ctx=512, n_threads=threads, n_batch=512, verbose=False)
-ids = llm.tokenize(prompt.encode(), add_bos=False, special=True)
-t0 = time.perf_counter(); times = []
-for tok in llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0):
-    times.append(time.perf_counter())
-    if len(times) == n: break
-print(json.dumps({"ttft_ms": (times[0] - t0) * 1e3, "decode": (len(times) - 1) / (times[-1] - times[0])}))
+import numpy as np
+import llama_cpp as L
+path, prompt, n, threads, streams = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+L.llama_backend_init()
+model = L.llama_model_load_from_file(path.encode(), L.llama_model_default_params())
+cp = L.llama_context_default_params()
+cp.n_ctx = 512 * streams; cp.n_batch = 512 * streams; cp.n_ubatch = 512; cp.n_seq_max = streams
+cp.n_threads = threads; cp.n_threads_batch = threads; cp.no_perf = True
+ctx = L.llama_init_from_model(model, cp)
+vocab = L.llama_model_get_vocab(model)
+nv = L.llama_vocab_n_tokens(vocab)
+buf = (L.llama_token * 512)()
+k = L.llama_tokenize(vocab, prompt.encode(), len(prompt.encode()), buf, 512, False, True)
+ids = list(buf[:k])
+batch = L.llama_batch_init(max(len(ids) * streams, streams), 0, streams)
+def put(i, tok, pos, seq, want):
+    batch.token[i] = tok; batch.pos[i] = pos; batch.n_seq_id[i] = 1; batch.seq_id[i][0] = seq; batch.logits[i] = want
+def argmax(row):
+    return int(np.argmax(np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, row), shape=(nv,))))
+t0 = time.perf_counter()
+m = 0
+for s in range(streams):
+    for j, t in enumerate(ids):
+        put(m, t, j, s, j == len(ids) - 1); m += 1
+batch.n_tokens = m
+assert L.llama_decode(ctx, batch) == 0
+last = [argmax((s + 1) * len(ids) - 1) for s in range(streams)]
+ttft = (time.perf_counter() - t0) * 1e3 / streams
+t1 = time.perf_counter()
+for step in range(1, n):
+    for s in range(streams):
+        put(s, last[s], len(ids) + step - 1, s, True)
+    batch.n_tokens = streams
+    assert L.llama_decode(ctx, batch) == 0
+    last = [argmax(s) for s in range(streams)]
+print(json.dumps({"ttft_ms": ttft, "decode": (n - 1) / (time.perf_counter() - t1)}))
 "#;
 
-fn llama_cpp_row(python: &Path, spec: &BenchSpec) -> Result<Row> {
+fn llama_cpp_row(python: &Path, spec: &BenchSpec, streams: usize) -> Result<Row> {
     let out = std::process::Command::new(python)
         .arg("-c")
         .arg(LLAMA_CPP_SCRIPT)
@@ -168,6 +208,7 @@ fn llama_cpp_row(python: &Path, spec: &BenchSpec) -> Result<Row> {
         .arg(&spec.prompt)
         .arg(spec.max_tokens.to_string())
         .arg(spec.threads.to_string())
+        .arg(streams.to_string())
         .output()
         .context("running llama-cpp-python")?;
     if !out.status.success() {
@@ -176,11 +217,11 @@ fn llama_cpp_row(python: &Path, spec: &BenchSpec) -> Result<Row> {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let decode = v["decode"].as_f64().unwrap_or(0.0);
     Ok(Row {
-        path: "llama.cpp (llama-cpp-python)".into(),
-        streams: 1,
+        path: "llama.cpp (batched, llama-cpp-python)".into(),
+        streams,
         ttft_ms: v["ttft_ms"].as_f64().unwrap_or(0.0),
         per_stream: decode,
-        aggregate: decode,
+        aggregate: decode * streams as f64,
     })
 }
 
@@ -219,9 +260,11 @@ pub fn run(model: LoadedModel, spec: &BenchSpec) -> Result<()> {
     let mut rows = native_rows(&model, spec)?;
     rows.extend(http_rows(&addr, spec)?);
     if let Some(py) = &spec.llama_python {
-        match llama_cpp_row(py, spec) {
-            Ok(r) => rows.push(r),
-            Err(e) => eprintln!("llama.cpp column skipped: {e:#}"),
+        for &k in &spec.concurrency {
+            match llama_cpp_row(py, spec, k) {
+                Ok(r) => rows.push(r),
+                Err(e) => eprintln!("llama.cpp rows skipped: {e:#}"),
+            }
         }
     }
     let (p50, p99) = overhead(&addr, spec.overhead_requests)?;
@@ -240,6 +283,16 @@ pub fn run(model: LoadedModel, spec: &BenchSpec) -> Result<()> {
     }
     if let (Some(http), Some(cpp)) = (single("HTTP"), single("llama.cpp")) {
         println!("full path / llama.cpp (1 stream): {:.3}", http / cpp);
+    }
+    let agg = |p: &str, k: usize| rows.iter().find(|r| r.path.starts_with(p) && r.streams == k).map(|r| r.aggregate);
+    for &k in spec.concurrency.iter().filter(|&&k| k > 1) {
+        if let (Some(many), Some(one)) = (agg("HTTP", k), agg("HTTP", 1)) {
+            print!("full path, {k} streams / 1 stream (aggregate): {:.2}x", many / one);
+            if let Some(cpp) = agg("llama.cpp", k) {
+                print!("; vs llama.cpp at {k}: {:.3}", many / cpp);
+            }
+            println!();
+        }
     }
     println!("wasm path overhead, GET /health (instantiate → response): p50 {p50:.3} ms, p99 {p99:.3} ms");
     println!("peak RSS: {:.0} MiB", peak_rss_mib());

@@ -60,6 +60,7 @@ pub fn rope_rows(x: &mut [f32], head_dim: usize, pos: &[usize], cos: &[f32], sin
 /// `start..start + t` over the cached `k`, `v` `[start + t, kv_heads · head_dim]`
 /// (the queries' own rows included); each query sees positions up to its own.
 /// Returns `[t, heads · head_dim]`.
+#[allow(unsafe_code)]
 pub fn attention(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usize) -> Vec<f32> {
     let (scale, round_probs) = (h.scale, h.round_probs);
     let hd = h.head_dim;
@@ -67,6 +68,7 @@ pub fn attention(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usi
     let kvw = h.kv_width();
     assert!(q.len() >= t * h.q_width() && k.len() >= (start + t) * kvw && v.len() >= (start + t) * kvw);
     let mut out = vec![0f32; t * h.q_width()];
+    let fast = has_avx2();
     out.par_chunks_mut(hd).enumerate().for_each_init(
         || Vec::with_capacity(start + t),
         |scores, (n, o)| {
@@ -74,31 +76,69 @@ pub fn attention(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usi
             let g = head / rep;
             let qr = &q[i * h.q_width() + head * hd..][..hd];
             let keys = start + i + 1;
-            scores.clear();
-            scores.extend((0..keys).map(|p| dot(qr, &k[p * kvw + g * hd..][..hd]) * scale));
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
+            let kv = (&k[g * hd..], &v[g * hd..]);
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: the CPU has AVX2 and FMA (checked once).
+                unsafe { attend_one_avx2(qr, kv, kvw, keys, scale, round_probs, scores, o) };
+                return;
             }
-            for s in scores.iter_mut() {
-                *s /= sum;
-                if round_probs {
-                    *s = f16::from_f32(*s).to_f32();
-                }
-            }
-            o.fill(0.0);
-            for (p, &w) in scores.iter().enumerate() {
-                for (acc, x) in o.iter_mut().zip(&v[p * kvw + g * hd..][..hd]) {
-                    *acc += w * x;
-                }
-            }
+            let _ = fast;
+            attend_one(qr, kv, kvw, keys, scale, round_probs, scores, o);
         },
     );
     out
 }
 
+/// One query row and head: scores over `keys` cached rows (`kv` start at the
+/// head's group, rows `kvw` apart), softmax, weighted sum of values into `o`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_one(qr: &[f32], kv: (&[f32], &[f32]), kvw: usize, keys: usize, scale: f32, round_probs: bool, scores: &mut Vec<f32>, o: &mut [f32]) {
+    let hd = o.len();
+    let (k, v) = kv;
+    scores.clear();
+    scores.extend((0..keys).map(|p| dot(qr, &k[p * kvw..][..hd]) * scale));
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    for s in scores.iter_mut() {
+        *s /= sum;
+        if round_probs {
+            *s = f16::from_f32(*s).to_f32();
+        }
+    }
+    o.fill(0.0);
+    for (p, &w) in scores.iter().enumerate() {
+        for (acc, x) in o.iter_mut().zip(&v[p * kvw..][..hd]) {
+            *acc += w * x;
+        }
+    }
+}
+
+/// [`attend_one`] compiled for AVX2/FMA (the same operations in the same order,
+/// eight lanes wide).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+unsafe fn attend_one_avx2(qr: &[f32], kv: (&[f32], &[f32]), kvw: usize, keys: usize, scale: f32, round_probs: bool, scores: &mut Vec<f32>, o: &mut [f32]) {
+    attend_one(qr, kv, kvw, keys, scale, round_probs, scores, o)
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let mut ca = a.chunks_exact(8);

@@ -95,6 +95,9 @@ pub unsafe fn dot_row(qtype: QType, w: &[u8], a: &Q8Row) -> f32 {
     }
 }
 
+/// How far ahead of the block in use weights are prefetched, in bytes.
+const PREFETCH: usize = 2048;
+
 /// [`dot_row`] for `N` activation rows at once: each weight block is loaded and
 /// unpacked once and used for all of them. Every activation row gets exactly
 /// the operations, in the same order, that [`dot_row`] would give it, so the
@@ -105,19 +108,31 @@ pub unsafe fn dot_row(qtype: QType, w: &[u8], a: &Q8Row) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_row_n<const N: usize>(qtype: QType, w: &[u8], a: [&Q8Row; N], out: &mut [f32]) {
     let nb = a[0].d.len();
+    for r in &a {
+        assert!(r.d.len() >= nb && r.s.len() >= nb && r.qs.len() >= nb * BLOCK, "activation rows differ in length");
+    }
+    assert!(out.len() >= N);
     let wp = w.as_ptr();
+    // Raw pointers hoisted out of the block loop: with the rows' Vecs behind
+    // references the compiler would reload them and check bounds every block.
+    let dp: [*const f32; N] = std::array::from_fn(|j| a[j].d.as_ptr());
+    let sp: [*const f32; N] = std::array::from_fn(|j| a[j].s.as_ptr());
+    let qp: [*const i8; N] = std::array::from_fn(|j| a[j].qs.as_ptr());
     let mut acc = [_mm256_setzero_ps(); N];
     let mut summs = [0f32; N];
     match qtype {
         QType::Q4_1 => {
             for b in 0..nb {
                 let blk = wp.add(b * 20);
+                // The weights stream from memory once per token: ask for them
+                // 2 KiB ahead (measured: 10-20% faster decoding on 2 cores).
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH) as *const i8);
                 let (dw, mw) = (f16_load(blk), f16_load(blk.add(2)));
                 let x = nibbles(blk.add(4));
                 for j in 0..N {
-                    let d = _mm256_set1_ps(dw * a[j].d[b]);
-                    summs[j] += mw * a[j].s[b];
-                    let y = _mm256_loadu_si256(a[j].qs.as_ptr().add(b * BLOCK) as *const __m256i);
+                    let d = _mm256_set1_ps(dw * *dp[j].add(b));
+                    summs[j] += mw * *sp[j].add(b);
+                    let y = _mm256_loadu_si256(qp[j].add(b * BLOCK) as *const __m256i);
                     acc[j] = _mm256_fmadd_ps(d, sum_u8_i8(x, y), acc[j]);
                 }
             }
@@ -126,6 +141,7 @@ pub unsafe fn dot_row_n<const N: usize>(qtype: QType, w: &[u8], a: [&Q8Row; N], 
             let (size, off) = if qtype == QType::Q4_0 { (18, 8) } else { (34, 0) };
             for b in 0..nb {
                 let blk = wp.add(b * size);
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH) as *const i8);
                 let dw = f16_load(blk);
                 let x = if qtype == QType::Q4_0 {
                     _mm256_sub_epi8(nibbles(blk.add(2)), _mm256_set1_epi8(off))
@@ -134,8 +150,8 @@ pub unsafe fn dot_row_n<const N: usize>(qtype: QType, w: &[u8], a: [&Q8Row; N], 
                 };
                 let ax = _mm256_sign_epi8(x, x);
                 for j in 0..N {
-                    let d = _mm256_set1_ps(dw * a[j].d[b]);
-                    let y = _mm256_loadu_si256(a[j].qs.as_ptr().add(b * BLOCK) as *const __m256i);
+                    let d = _mm256_set1_ps(dw * *dp[j].add(b));
+                    let y = _mm256_loadu_si256(qp[j].add(b * BLOCK) as *const __m256i);
                     acc[j] = _mm256_fmadd_ps(d, sum_u8_i8(ax, _mm256_sign_epi8(y, x)), acc[j]);
                 }
             }

@@ -5,6 +5,8 @@ pub mod bench;
 pub mod checkpoint_writer;
 pub mod errors;
 pub mod fetch;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod manifest;
 pub mod model;
 pub mod native;

@@ -92,6 +92,25 @@ enum Cmd {
         #[arg(long, default_value_t = 4.0)]
         shard_gb: f64,
     },
+    /// Decode speed of the CUDA decoder against the memory-bandwidth limit (GPU builds).
+    #[cfg(feature = "cuda")]
+    GpuBench {
+        /// A Hugging Face checkpoint directory (bf16), e.g. from write-checkpoint.
+        #[arg(long)]
+        model: PathBuf,
+        /// Concurrent streams to measure, comma-separated.
+        #[arg(long, default_value = "1,32", value_delimiter = ',')]
+        batch: Vec<usize>,
+        /// Decode steps per measurement.
+        #[arg(long, short = 'n', default_value_t = 64)]
+        max_tokens: usize,
+        /// Prompt tokens per stream before the timed steps.
+        #[arg(long, default_value_t = 16)]
+        prompt_tokens: usize,
+        /// First compare the GPU decoder with the CPU one on a random reka-tiny.
+        #[arg(long)]
+        verify: bool,
+    },
 }
 
 /// The engine's batching and memory limits, and the weight type.
@@ -213,6 +232,20 @@ fn main() -> Result<()> {
             };
             serve(&listen, &manifest, &specs, &engine)
         }
+        #[cfg(feature = "cuda")]
+        Cmd::GpuBench {
+            model,
+            batch,
+            max_tokens,
+            prompt_tokens,
+            verify,
+        } => reka_host::gpu::bench::run(&reka_host::gpu::bench::BenchSpec {
+            model,
+            batch,
+            tokens: max_tokens,
+            prompt: prompt_tokens,
+            verify,
+        }),
     }
 }
 

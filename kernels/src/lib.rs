@@ -7,6 +7,8 @@
 //! an independent formulation of the same maths.
 
 pub mod attention;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod half_matmul;
 pub mod quant;
 #[cfg(target_arch = "x86_64")]

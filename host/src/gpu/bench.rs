@@ -1,0 +1,145 @@
+//! `reka-host gpu-bench`: decode speed of [`GpuLlama`] at several batch sizes
+//! against the memory-bandwidth limit (weight bytes read per step over the
+//! H100's 3.35 TB/s), and an optional check of the GPU decoder against the CPU
+//! one on a small random checkpoint.
+
+use super::{probe, GpuLlama, GpuStep};
+use crate::model::{self, config::HfLlamaConfig};
+use crate::{checkpoint_writer, presets};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// HBM3 bandwidth of an H100 SXM, bytes per second.
+pub const H100_BYTES_PER_S: f64 = 3.35e12;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchSpec {
+    /// A Hugging Face checkpoint directory.
+    pub model: PathBuf,
+    /// Concurrent streams per measurement.
+    pub batch: Vec<usize>,
+    /// Decode steps timed per measurement.
+    pub tokens: usize,
+    /// Prompt tokens per stream before the timed steps.
+    pub prompt: usize,
+    /// Compare the GPU decoder with the CPU one on `reka-tiny` first.
+    pub verify: bool,
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in x.iter().enumerate() {
+        if *v > x[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Runs the bench and prints its table on stdout.
+pub fn run(spec: &BenchSpec) -> Result<()> {
+    let text = std::fs::read_to_string(spec.model.join("config.json"))
+        .with_context(|| format!("reading {}/config.json", spec.model.display()))?;
+    let hf: HfLlamaConfig = serde_json::from_str(&text).context("parsing config.json")?;
+    let bytes = presets::decode_bytes_per_token(&hf, presets::WeightDtype::Bf16)?;
+    let limit = H100_BYTES_PER_S / bytes as f64;
+    println!("weights read per decode step: {:.3} GB (bf16); bandwidth limit at 3.35 TB/s: {limit:.1} steps/s", bytes as f64 / 1e9);
+    let Some(gpu) = probe() else {
+        println!("gpu-bench: no CUDA device: nothing measured (the CPU engine is measured by `reka-host bench`)");
+        return Ok(());
+    };
+    println!("device: {} ({})", gpu.name(), gpu.arch());
+    if spec.verify {
+        verify()?;
+    }
+    let started = Instant::now();
+    let m = GpuLlama::load_on(gpu, &spec.model)?;
+    println!("loaded {} in {:.1} s", spec.model.display(), started.elapsed().as_secs_f64());
+    println!();
+    println!("| batch | tokens/s (all) | tokens/s (per stream) | ms/step | weight GB/token | limit tokens/s @3.35TB/s | ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for &b in &spec.batch {
+        let (step_s, total) = measure(&m, b, spec.prompt, spec.tokens)?;
+        let per = 1.0 / step_s;
+        let all_limit = limit * b as f64;
+        println!(
+            "| {b} | {:.1} | {per:.1} | {:.2} | {:.3} | {all_limit:.1} | {:.1}% |",
+            per * b as f64,
+            step_s * 1e3,
+            bytes as f64 / 1e9,
+            100.0 * per * b as f64 / all_limit
+        );
+        tracing::debug!(batch = b, total_s = total, "measured");
+    }
+    Ok(())
+}
+
+/// Prefills `batch` sessions with `prompt` tokens, then times `tokens` greedy
+/// decode steps of all of them at once. Returns (seconds per step, total).
+fn measure(m: &GpuLlama, batch: usize, prompt: usize, tokens: usize) -> Result<(f64, f64)> {
+    if batch == 0 || tokens == 0 {
+        bail!("batch and -n must be positive");
+    }
+    let vocab = m.config().vocab_size as u32;
+    let mut caches = (0..batch).map(|_| m.new_cache(prompt.max(1) + tokens + 4)).collect::<Result<Vec<_>>>()?;
+    let prompts: Vec<Vec<u32>> = (0..batch)
+        .map(|b| (0..prompt.max(1)).map(|i| ((i * 7919 + b * 104_729 + 13) as u32) % vocab).collect())
+        .collect();
+    let mut steps: Vec<GpuStep> = caches.iter_mut().zip(&prompts).map(|(cache, ids)| GpuStep { ids, cache }).collect();
+    let mut next: Vec<u32> = m.forward_batch(&mut steps)?.iter().map(|l| argmax(l)).collect();
+    drop(steps);
+    let mut step = |next: &mut Vec<u32>| -> Result<()> {
+        let ids: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
+        let mut steps: Vec<GpuStep> = caches.iter_mut().zip(&ids).map(|(cache, ids)| GpuStep { ids, cache }).collect();
+        *next = m.forward_batch(&mut steps)?.iter().map(|l| argmax(l)).collect();
+        Ok(())
+    };
+    for _ in 0..2 {
+        step(&mut next)?; // warm-up (allocator pools, JIT caches)
+    }
+    m.gpu().synchronize()?;
+    let t0 = Instant::now();
+    for _ in 2..tokens {
+        step(&mut next)?;
+    }
+    let total = t0.elapsed().as_secs_f64();
+    Ok((total / tokens.saturating_sub(2).max(1) as f64, total))
+}
+
+/// Writes `reka-tiny` with random bf16 weights to a temporary directory, runs a
+/// prompt and greedy decode steps on the CPU decoder and on the GPU decoder,
+/// and compares the logits (bf16 KV cache on the GPU, f32 on the CPU).
+pub fn verify() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("reka-gpu-verify-{}", std::process::id()));
+    let config = presets::config_json("reka-tiny")?;
+    checkpoint_writer::write_checkpoint(&config, &dir, &checkpoint_writer::Options::default())?;
+    let result = compare(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn compare(dir: &Path) -> Result<()> {
+    let cpu = model::load_as("reka-tiny", dir, model::WeightDtype::Bf16)?;
+    let gpu = GpuLlama::load(dir)?;
+    let mut cc = cpu.decoder.new_cache();
+    let mut gc = gpu.new_cache(64)?;
+    let mut ids: Vec<u32> = vec![9906, 1917, 11, 1268, 527];
+    let mut worst = 0f32;
+    for step in 0..12 {
+        let want = cpu.decoder.forward(&ids, &mut cc)?.to_vec1::<f32>()?;
+        let got = gpu.forward(&ids, &mut gc)?;
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = want.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        worst = worst.max(diff / scale.max(1e-6));
+        let (a, b) = (argmax(&want), argmax(&got));
+        println!("verify step {step}: max |Δlogit| {diff:.2e} (max |logit| {scale:.2e}), argmax cpu {a} gpu {b}");
+        if diff > 2e-2 * scale + 1e-4 {
+            bail!("GPU logits differ from the CPU's at step {step}: max |Δ| {diff} vs max |logit| {scale}");
+        }
+        ids = vec![a];
+    }
+    println!("verify: GPU decoder matches the CPU decoder on reka-tiny (worst relative |Δ| {worst:.2e})");
+    Ok(())
+}

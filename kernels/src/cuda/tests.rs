@@ -1,0 +1,248 @@
+//! Every CUDA kernel against its CPU reference. NVRTC compilation runs wherever
+//! libnvrtc loads (no GPU needed); the kernel tests run when a CUDA device is
+//! present and otherwise pass after printing why they were skipped.
+//!
+//! Tolerances: weights and the KV cache are bf16 on both sides (the references
+//! get the same rounded values), accumulation is f32 on the GPU and f32/f64 in
+//! the references, so results agree to f32 rounding of long sums: GEMV within
+//! `1e-4 · (1 + Σ|w·x|)`, the rest within 1e-4 absolute (1e-5 relative for
+//! RMSNorm, RoPE), bf16-stored keys within one bf16 ulp.
+
+use super::*;
+use crate::attention::{attention_slow, rope_rows, Heads};
+use crate::half_matmul::{matmul_slow, HalfMatrix, HalfType};
+use crate::RopeStyle;
+use candle_core::{Device, Tensor};
+use cudarc::driver::{CudaSlice, DevicePtr};
+use half::bf16;
+
+fn gpu() -> Option<Gpu> {
+    match Gpu::open(0) {
+        Ok(g) => Some(g),
+        Err(GpuError::Unavailable(why)) => {
+            eprintln!("skipped: no CUDA device ({why})");
+            None
+        }
+        Err(e) => panic!("opening the GPU: {e}"),
+    }
+}
+
+fn noise(n: usize, seed: &mut u64) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn bits(x: &[f32]) -> Vec<u16> {
+    x.iter().map(|&v| bf16::from_f32(v).to_bits()).collect()
+}
+
+fn round_bf16(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| bf16::from_f32(v).to_f32()).collect()
+}
+
+fn up<T: cudarc::driver::DeviceRepr>(g: &Gpu, x: &[T]) -> CudaSlice<T> {
+    g.stream().clone_htod(x).expect("upload")
+}
+
+fn down<T: cudarc::driver::DeviceRepr>(g: &Gpu, x: &CudaSlice<T>) -> Vec<T> {
+    g.stream().clone_dtoh(x).expect("download")
+}
+
+#[test]
+fn all_kernels_compile_to_ptx() {
+    if !nvrtc_present() {
+        eprintln!("skipped: libnvrtc not found (scripts/build-gpu.sh fetches it; set LD_LIBRARY_PATH)");
+        return;
+    }
+    for arch in ["compute_80", "compute_90"] {
+        let ptx = match compile_ptx(arch) {
+            Ok(p) => p.to_src(),
+            Err(e) => panic!("{arch}: {e}"),
+        };
+        for k in KERNELS {
+            assert!(ptx.contains(&format!(".entry {k}(")), "{arch}: no entry {k} in the PTX");
+        }
+    }
+}
+
+#[test]
+fn rms_norm_matches_slow() {
+    let Some(g) = gpu() else { return };
+    let (rows, n, eps) = (5, 4096, 1e-5f32);
+    let mut s = 1;
+    let (x, w) = (noise(rows * n, &mut s), noise(n, &mut s));
+    let want = crate::rms_norm_slow(
+        &Tensor::from_vec(x.clone(), (rows, n), &Device::Cpu).expect("x"),
+        &Tensor::from_vec(w.clone(), n, &Device::Cpu).expect("w"),
+        eps,
+    )
+    .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+    .expect("reference");
+    let (xd, wd) = (up(&g, &x), up(&g, &w));
+    let mut y = g.stream().alloc_zeros::<f32>(rows * n).expect("alloc");
+    g.rms_norm(&xd.as_view(), &wd, &mut y.as_view_mut(), None, rows, n, eps).expect("launch");
+    for (a, b) in down(&g, &y).iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+    // Gather: rows 4 and 1 only.
+    let idx = up(&g, &[4i32, 1]);
+    let mut y2 = g.stream().alloc_zeros::<f32>(2 * n).expect("alloc");
+    g.rms_norm(&xd.as_view(), &wd, &mut y2.as_view_mut(), Some(&idx), 2, n, eps).expect("launch");
+    let got = down(&g, &y2);
+    for (i, r) in [4usize, 1].into_iter().enumerate() {
+        for (a, b) in got[i * n..(i + 1) * n].iter().zip(&want[r * n..(r + 1) * n]) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "gather row {r}: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn gemv_matches_matmul_slow_at_every_batch_size() {
+    let Some(g) = gpu() else { return };
+    let mut s = 2;
+    for (rows, cols, batches) in [(70, 64, &[1usize, 3][..]), (1024, 4096, &[1, 2, 32, 37][..]), (300, 1000, &[5, 16][..])] {
+        let wv = noise(rows * cols, &mut s);
+        let m = HalfMatrix::new(HalfType::Bf16, rows, cols, bits(&wv)).expect("matrix");
+        let wd = up(&g, &bits(&wv));
+        let wr = round_bf16(&wv);
+        for &t in batches {
+            let x = noise(t * cols, &mut s);
+            let want = matmul_slow(&m, &x, t);
+            let xd = up(&g, &x);
+            let base = noise(t * rows, &mut s);
+            for accumulate in [false, true] {
+                let mut y = up(&g, &base);
+                g.gemv(&wd.as_view(), rows, cols, &xd.as_view(), t, &mut y.as_view_mut(), accumulate).expect("launch");
+                let got = down(&g, &y);
+                for j in 0..t {
+                    for r in 0..rows {
+                        let mag: f32 = (0..cols).map(|c| (wr[r * cols + c] * x[j * cols + c]).abs()).sum();
+                        let b = want[j * rows + r] + if accumulate { base[j * rows + r] } else { 0.0 };
+                        let a = got[j * rows + r];
+                        assert!((a - b).abs() <= 1e-4 * (1.0 + mag), "{rows}x{cols} t={t} acc={accumulate} [{j},{r}]: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn swiglu_add_and_embedding_match_references() {
+    let Some(g) = gpu() else { return };
+    let (rows, ff) = (3, 1000);
+    let mut s = 3;
+    let gu = noise(rows * 2 * ff, &mut s);
+    let mut out = g.stream().alloc_zeros::<f32>(rows * ff).expect("alloc");
+    g.swiglu(&up(&g, &gu).as_view(), &mut out.as_view_mut(), ff, rows).expect("launch");
+    let got = down(&g, &out);
+    for r in 0..rows {
+        let gate = Tensor::new(&gu[r * 2 * ff..r * 2 * ff + ff], &Device::Cpu).expect("t");
+        let upv = Tensor::new(&gu[r * 2 * ff + ff..(r + 1) * 2 * ff], &Device::Cpu).expect("t");
+        let want = crate::swiglu_slow(&gate, &upv).and_then(|t| t.to_vec1::<f32>()).expect("ref");
+        for (a, b) in got[r * ff..(r + 1) * ff].iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "swiglu {a} vs {b}");
+        }
+    }
+    let (x, y) = (noise(777, &mut s), noise(777, &mut s));
+    let mut xd = up(&g, &x);
+    g.add(&mut xd.as_view_mut(), &up(&g, &y).as_view(), 777).expect("launch");
+    for ((a, x), y) in down(&g, &xd).iter().zip(&x).zip(&y) {
+        assert_eq!(*a, x + y);
+    }
+    let (vocab, hidden) = (50, 72);
+    let table = bits(&noise(vocab * hidden, &mut s));
+    let ids = [3i32, 49, 0, -1, 50];
+    let mut e = g.stream().alloc_zeros::<f32>(ids.len() * hidden).expect("alloc");
+    g.embedding(&up(&g, &table), &up(&g, &ids), &mut e.as_view_mut(), hidden, ids.len()).expect("launch");
+    let got = down(&g, &e);
+    for (r, &id) in ids.iter().enumerate() {
+        for c in 0..hidden {
+            let want = if (0..vocab as i32).contains(&id) { bf16::from_bits(table[id as usize * hidden + c]).to_f32() } else { 0.0 };
+            assert_eq!(got[r * hidden + c], want, "embedding row {r}");
+        }
+    }
+}
+
+/// RoPE + KV append + attention for two sessions: a 6-token prompt and a
+/// 10-token prompt in one step, then one decode token for the first.
+#[test]
+fn rope_kv_append_and_attention_match_the_references() {
+    let Some(g) = gpu() else { return };
+    let mut s = 4;
+    let shapes = [
+        (AttnShape { heads: 32, kv_heads: 8, head_dim: 128 }, RopeStyle::Halves),
+        (AttnShape { heads: 9, kv_heads: 3, head_dim: 64 }, RopeStyle::Interleaved),
+        (AttnShape { heads: 4, kv_heads: 1, head_dim: 16 }, RopeStyle::Halves),
+        (AttnShape { heads: 8, kv_heads: 8, head_dim: 256 }, RopeStyle::Interleaved),
+    ];
+    for (shape, style) in shapes {
+        let (hd, qw, kvw, w) = (shape.head_dim, shape.q_width(), shape.kv_width(), shape.qkv_width());
+        let (layers, layer, cap) = (2usize, 1usize, 16usize);
+        let ctx = 32;
+        let angles: Vec<f32> = (0..ctx * hd / 2).map(|i| (i / (hd / 2)) as f32 * 0.7f32.powi((i % (hd / 2)) as i32)).collect();
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+        let (cos_d, sin_d) = (up(&g, &cos), up(&g, &sin));
+        let caches: Vec<CudaSlice<u16>> = (0..2).map(|_| g.stream().alloc_zeros::<u16>(layers * 2 * cap * kvw).expect("alloc")).collect();
+        let ptrs: Vec<u64> = caches.iter().map(|c| c.device_ptr(g.stream()).0).collect();
+        // Reference state per session: rotated, bf16-rounded keys and values.
+        let mut ref_k: [Vec<f32>; 2] = [vec![], vec![]];
+        let mut ref_v: [Vec<f32>; 2] = [vec![], vec![]];
+        let heads = Heads { heads: shape.heads, kv_heads: shape.kv_heads, head_dim: hd, scale: 1.0 / (hd as f32).sqrt(), round_probs: false };
+        for step in [&[(0usize, 0usize, 6usize), (1, 0, 10)][..], &[(0, 6, 1)][..]] {
+            let n: usize = step.iter().map(|x| x.2).sum();
+            let qkv = noise(n * w, &mut s);
+            let (mut meta, mut rp) = (vec![], vec![]);
+            for &(sess, start, t) in step {
+                for p in start..start + t {
+                    meta.extend([p as i32, cap as i32]);
+                    rp.push(ptrs[sess]);
+                }
+            }
+            let (meta_d, rp_d) = (up(&g, &meta), up(&g, &rp));
+            let mut qkv_d = up(&g, &qkv);
+            g.rope_kv_append(&mut qkv_d.as_view_mut(), &cos_d, &sin_d, &meta_d, &rp_d, n, layer, shape, style).expect("rope");
+            let mut out = g.stream().alloc_zeros::<f32>(n * qw).expect("alloc");
+            g.attention(&qkv_d.as_view(), &mut out.as_view_mut(), &meta_d, &rp_d, n, layer, shape, heads.scale).expect("attn");
+            let (got_qkv, got) = (down(&g, &qkv_d), down(&g, &out));
+            let mut row0 = 0;
+            for &(sess, start, t) in step {
+                let pos: Vec<usize> = (start..start + t).collect();
+                let mut q: Vec<f32> = (0..t).flat_map(|i| qkv[(row0 + i) * w..][..qw].to_vec()).collect();
+                let mut k: Vec<f32> = (0..t).flat_map(|i| qkv[(row0 + i) * w + qw..][..kvw].to_vec()).collect();
+                let v: Vec<f32> = (0..t).flat_map(|i| qkv[(row0 + i) * w + qw + kvw..][..kvw].to_vec()).collect();
+                rope_rows(&mut q, hd, &pos, &cos, &sin, style);
+                rope_rows(&mut k, hd, &pos, &cos, &sin, style);
+                for i in 0..t {
+                    for (a, b) in got_qkv[(row0 + i) * w..][..qw].iter().zip(&q[i * qw..][..qw]) {
+                        assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{shape:?} q rope: {a} vs {b}");
+                    }
+                }
+                // The cache holds the rotated keys rounded to bf16 (within one
+                // bf16 ulp: the rotation's last bit may differ) and the values
+                // rounded exactly; the reference attends over the cached keys.
+                let all = down(&g, &caches[sess]);
+                let base = layer * 2 * cap * kvw;
+                let cached = |off: usize| -> Vec<f32> { all[off..off + (start + t) * kvw].iter().map(|&x| bf16::from_bits(x).to_f32()).collect() };
+                let (ck, cv) = (cached(base), cached(base + cap * kvw));
+                for (a, b) in ck[start * kvw..].iter().zip(&round_bf16(&k)) {
+                    assert!((a - b).abs() <= b.abs() / 128.0 + 1e-6, "{shape:?} cached key {a} vs {b}");
+                }
+                assert_eq!(&ck[..start * kvw], &ref_k[sess][..], "{shape:?} earlier keys kept");
+                ref_v[sess].extend(round_bf16(&v));
+                assert_eq!(cv, ref_v[sess], "{shape:?} cached values");
+                ref_k[sess] = ck;
+                let want = attention_slow(heads, &q, t, &ref_k[sess], &ref_v[sess], start);
+                for (i, (a, b)) in got[row0 * qw..(row0 + t) * qw].iter().zip(&want).enumerate() {
+                    assert!((a - b).abs() <= 1e-4, "{shape:?} {style:?} session {sess} value {i}: {a} vs {b}");
+                }
+                row0 += t;
+            }
+        }
+    }
+}

@@ -54,6 +54,11 @@ pub enum StepError {
 
 type Reply = mpsc::Sender<Result<Vec<f32>, StepError>>;
 
+/// How long a step waits for running sessions to send their next token: a
+/// guest's turn between steps (sampling, detokenising, writing an SSE event)
+/// takes well under a millisecond; a step takes tens.
+const GATHER: Duration = Duration::from_millis(2);
+
 enum Msg {
     Step { seq: u64, ids: Vec<u32>, reply: Reply },
     Free(u64),
@@ -140,6 +145,7 @@ impl Worker {
             while let Ok(m) = self.rx.try_recv() {
                 self.take(m);
             }
+            self.gather();
             let plan = self.plan();
             if plan.is_empty() {
                 // Everything waits for memory: wake up for news or to time out.
@@ -151,6 +157,25 @@ impl Worker {
                 continue;
             }
             self.run_step(plan);
+        }
+    }
+
+    /// Waits a moment for running sessions that have not sent their next step
+    /// yet (their guest is still sampling or writing the last token out), so
+    /// that they join this step instead of waiting a whole step for the next.
+    fn gather(&mut self) {
+        let deadline = Instant::now() + GATHER;
+        loop {
+            let running = self.caches.keys().filter(|s| !self.broken.contains(s)).count();
+            let ready = self.jobs.iter().filter(|j| self.caches.contains_key(&j.seq)).count();
+            if ready >= running {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(m) => self.take(m),
+                Err(_) => return,
+            }
         }
     }
 

@@ -18,6 +18,19 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position: f64,
     },
+    /// YaRN: frequencies blended between interpolated and extrapolated by a
+    /// ramp over the dimensions, and cos/sin scaled by an attention factor.
+    Yarn {
+        factor: f64,
+        original_max_position: f64,
+        beta_fast: f64,
+        beta_slow: f64,
+        /// Scale on cos and sin (`attention_factor`, or derived from `mscale`).
+        attention_factor: f64,
+        truncate: bool,
+    },
+    /// A scaling type we do not implement; loading refuses it.
+    Unsupported(String),
 }
 
 /// Everything the decoder needs to know about its shape.
@@ -47,9 +60,42 @@ impl DecoderConfig {
         (0..self.head_dim / 2)
             .map(|i| {
                 let f = 1.0 / self.rope_theta.powf(2.0 * i as f64 / d);
-                self.scale_freq(f) as f32
+                match self.rope_scaling {
+                    RopeScaling::Yarn { .. } => self.yarn_freq(i, f) as f32,
+                    _ => self.scale_freq(f) as f32,
+                }
             })
             .collect()
+    }
+
+    /// The factor on cos and sin (YaRN's attention scaling; 1 otherwise).
+    pub fn rope_attention_factor(&self) -> f64 {
+        match self.rope_scaling {
+            RopeScaling::Yarn { attention_factor, .. } => attention_factor,
+            _ => 1.0,
+        }
+    }
+
+    /// YaRN's frequency for dimension pair `i` (transformers' `_compute_yarn_parameters`).
+    fn yarn_freq(&self, i: usize, freq: f64) -> f64 {
+        let RopeScaling::Yarn { factor, original_max_position, beta_fast, beta_slow, truncate, .. } = self.rope_scaling else {
+            return freq;
+        };
+        let dim = self.head_dim as f64;
+        let correction = |rotations: f64| {
+            dim * (original_max_position / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * self.rope_theta.ln())
+        };
+        let (mut low, mut high) = (correction(beta_fast), correction(beta_slow));
+        if truncate {
+            (low, high) = (low.floor(), high.ceil());
+        }
+        let (low, mut high) = (low.max(0.0), high.min(dim - 1.0));
+        if low == high {
+            high += 0.001;
+        }
+        let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+        let extrapolation = 1.0 - ramp;
+        (freq / factor) * (1.0 - extrapolation) + freq * extrapolation
     }
 
     fn scale_freq(&self, freq: f64) -> f64 {
@@ -75,6 +121,7 @@ impl DecoderConfig {
                     (1.0 - smooth) * freq / factor + smooth * freq
                 }
             }
+            RopeScaling::Yarn { .. } | RopeScaling::Unsupported(_) => freq,
         }
     }
 }
@@ -128,7 +175,10 @@ impl HfLlamaConfig {
                 .rope_theta
                 .or_else(|| self.rope_parameters.as_ref()?.get("rope_theta")?.as_f64())
                 .unwrap_or(10_000.0),
-            rope_scaling: parse_rope_scaling(self.rope_scaling.as_ref().or(self.rope_parameters.as_ref())),
+            rope_scaling: parse_rope_scaling(
+                self.rope_scaling.as_ref().or(self.rope_parameters.as_ref()),
+                self.max_position_embeddings as f64,
+            ),
             rope_style: RopeStyle::Halves,
             rms_norm_eps: self.rms_norm_eps,
             context_length: self.max_position_embeddings,
@@ -138,7 +188,7 @@ impl HfLlamaConfig {
 }
 
 /// Reads `rope_scaling` (`rope_type` or the older `type` key).
-pub fn parse_rope_scaling(v: Option<&serde_json::Value>) -> RopeScaling {
+pub fn parse_rope_scaling(v: Option<&serde_json::Value>, max_position: f64) -> RopeScaling {
     let Some(v) = v else {
         return RopeScaling::None;
     };
@@ -152,19 +202,68 @@ pub fn parse_rope_scaling(v: Option<&serde_json::Value>) -> RopeScaling {
         "linear" => RopeScaling::Linear {
             factor: num("factor", 1.0),
         },
+        // Dynamic NTK only changes frequencies for sequences longer than
+        // max_position_embeddings, which is our context limit: plain RoPE here.
+        "default" | "dynamic" => RopeScaling::None,
+        "yarn" => {
+            let factor = num("factor", 1.0);
+            let mscale = |scale: f64, m: f64| if scale <= 1.0 { 1.0 } else { 0.1 * m * scale.ln() + 1.0 };
+            let attention_factor = match (v.get("attention_factor").and_then(|x| x.as_f64()), v.get("mscale").and_then(|x| x.as_f64()), v.get("mscale_all_dim").and_then(|x| x.as_f64())) {
+                (Some(a), _, _) => a,
+                (None, Some(m), Some(all)) if m != 0.0 && all != 0.0 => mscale(factor, m) / mscale(factor, all),
+                _ => mscale(factor, 1.0),
+            };
+            RopeScaling::Yarn {
+                factor,
+                original_max_position: num("original_max_position_embeddings", max_position),
+                beta_fast: num("beta_fast", 32.0),
+                beta_slow: num("beta_slow", 1.0),
+                attention_factor,
+                truncate: v.get("truncate").and_then(|x| x.as_bool()).unwrap_or(true),
+            }
+        }
         "llama3" => RopeScaling::Llama3 {
             factor: num("factor", 8.0),
             low_freq_factor: num("low_freq_factor", 1.0),
             high_freq_factor: num("high_freq_factor", 4.0),
             original_max_position: num("original_max_position_embeddings", 8192.0),
         },
-        _ => RopeScaling::None,
+        other => RopeScaling::Unsupported(other.to_string()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// YaRN frequencies and attention factor against transformers'
+    /// (tests/fixtures/rope: the script and its versions are beside the data).
+    #[test]
+    fn yarn_matches_transformers() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/rope/yarn_reference.json");
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
+        for case in r["cases"].as_array().expect("cases") {
+            let cfg: HfLlamaConfig = serde_json::from_value(case["config"].clone()).expect("config");
+            let d = cfg.decoder();
+            assert!(matches!(d.rope_scaling, RopeScaling::Yarn { .. }), "{:?}", d.rope_scaling);
+            let want: Vec<f64> = case["inv_freq"].as_array().expect("inv_freq").iter().filter_map(|x| x.as_f64()).collect();
+            let got = d.rope_inv_freq();
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert!((*g as f64 - w).abs() <= 1e-6 * w.abs(), "{g} vs {w}");
+            }
+            let a = case["attention_factor"].as_f64().expect("attention_factor");
+            assert!((d.rope_attention_factor() - a).abs() < 1e-9, "{} vs {a}", d.rope_attention_factor());
+        }
+    }
+
+    #[test]
+    fn unknown_scaling_is_flagged_not_ignored() {
+        let v = serde_json::json!({"rope_type": "longrope", "factor": 4.0});
+        assert_eq!(parse_rope_scaling(Some(&v), 4096.0), RopeScaling::Unsupported("longrope".into()));
+        let v = serde_json::json!({"type": "dynamic", "factor": 2.0});
+        assert_eq!(parse_rope_scaling(Some(&v), 4096.0), RopeScaling::None);
+    }
 
     #[test]
     fn llama3_scaling_keeps_high_and_divides_low_frequencies() {

@@ -26,6 +26,9 @@ pub fn load(name: &str, path: &Path) -> Result<super::Loaded> {
     }
     let vocab = md.vocab()?;
     let cfg = md.decoder(&arch, vocab.tokens.len())?;
+    if let RopeScaling::Unsupported(kind) = &cfg.rope_scaling {
+        bail!("the file asks for rope scaling {kind:?}, which is not supported for GGUF (linear is)");
+    }
     let device = Device::Cpu;
     let mut tensor = |n: &str| {
         content
@@ -118,6 +121,7 @@ impl Meta<'_> {
             Some(t) if t == "linear" => RopeScaling::Linear {
                 factor: self.f64_or(&k("rope.scaling.factor"), 1.0),
             },
+            Some(t) if t != "none" => RopeScaling::Unsupported(t.clone()),
             _ => RopeScaling::None,
         };
         Ok(DecoderConfig {

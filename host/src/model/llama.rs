@@ -105,9 +105,14 @@ impl Llama {
         let angles = pos
             .reshape((cfg.context_length, 1))?
             .broadcast_mul(&inv.reshape((1, cfg.head_dim / 2))?)?;
+        let a = cfg.rope_attention_factor();
+        let scaled = |t: Tensor| -> Result<Vec<f32>> {
+            let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
+            Ok(if a == 1.0 { v } else { v.into_iter().map(|x| (x as f64 * a) as f32).collect() })
+        };
         Ok(Self {
-            cos: angles.cos()?.flatten_all()?.to_vec1()?,
-            sin: angles.sin()?.flatten_all()?.to_vec1()?,
+            cos: scaled(angles.cos()?)?,
+            sin: scaled(angles.sin()?)?,
             cfg,
             w,
             device: device.clone(),

@@ -25,6 +25,9 @@ pub fn load(name: &str, dir: &Path, dtype: WeightDtype) -> Result<super::Loaded>
     let cfg_text = std::fs::read_to_string(dir.join("config.json")).context("reading config.json")?;
     let hf: HfLlamaConfig = serde_json::from_str(&cfg_text).context("parsing config.json")?;
     let cfg = hf.decoder();
+    if let super::config::RopeScaling::Unsupported(kind) = &cfg.rope_scaling {
+        bail!("config.json asks for rope_scaling type {kind:?}, which is not supported (linear, dynamic, yarn and llama3 are)");
+    }
     let ck = Checkpoint::open(&weight_files(dir)?)?;
     let half = match (dtype, ck.main_dtype()) {
         (WeightDtype::F32, _) | (WeightDtype::Auto, Some(Stored::F32) | None) => None,

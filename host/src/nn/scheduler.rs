@@ -16,6 +16,10 @@
 
 use crate::model::{KvCache, LoadedModel, Step};
 use std::collections::{HashMap, HashSet, VecDeque};
+
+fn shed() -> StepError {
+    StepError::Overloaded("the KV memory budget ran out and this stream, the newest, gave way; the server is overloaded".into())
+}
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -81,7 +85,7 @@ impl Scheduler {
             limits,
             rx,
             caches: HashMap::new(),
-            broken: HashSet::new(),
+            broken: HashMap::new(),
             jobs: VecDeque::new(),
             used: 0,
         };
@@ -125,8 +129,9 @@ struct Worker {
     limits: Limits,
     rx: mpsc::Receiver<Msg>,
     caches: HashMap<u64, KvCache>,
-    /// Sessions whose cache a failed step left half-written.
-    broken: HashSet<u64>,
+    /// Sessions that cannot go on (a failed step left their cache half-written,
+    /// or they were shed for memory), with what their next step gets.
+    broken: HashMap<u64, StepError>,
     jobs: VecDeque<Job>,
     /// Positions held by all caches, and the most they may hold.
     used: usize,
@@ -166,7 +171,7 @@ impl Worker {
     fn gather(&mut self) {
         let deadline = Instant::now() + GATHER;
         loop {
-            let running = self.caches.keys().filter(|s| !self.broken.contains(s)).count();
+            let running = self.caches.len();
             let ready = self.jobs.iter().filter(|j| self.caches.contains_key(&j.seq)).count();
             if ready >= running {
                 return;
@@ -208,8 +213,8 @@ impl Worker {
             }
             Msg::Step { seq, ids, reply } => {
                 let new = !self.caches.contains_key(&seq);
-                if self.broken.contains(&seq) {
-                    let _ = reply.send(Err(StepError::Engine("an earlier step of this session failed".into())));
+                if let Some(e) = self.broken.get(&seq) {
+                    let _ = reply.send(Err(e.clone()));
                 } else if new && ids.len() > self.capacity {
                     let _ = reply.send(Err(StepError::Overloaded(format!(
                         "the prompt needs {} positions of KV memory; the budget holds {}",
@@ -251,13 +256,15 @@ impl Worker {
             if rows == 0 {
                 break;
             }
-            let j = &self.jobs[i];
-            let left = j.ids.len() - j.done;
-            if !self.caches.contains_key(&j.seq) {
+            let (seq, left) = (self.jobs[i].seq, self.jobs[i].ids.len() - self.jobs[i].done);
+            if self.broken.contains_key(&seq) {
+                continue; // shed earlier in this plan; its answer is queued
+            }
+            if !self.caches.contains_key(&seq) {
                 let fits = self.used + reserved + left <= self.room();
                 if !admitting || !fits {
                     admitting = false; // first come, first served
-                    if j.since.elapsed() > self.limits.admission_timeout {
+                    if self.jobs[i].since.elapsed() > self.limits.admission_timeout {
                         failed.push((i, StepError::Overloaded(format!(
                             "no KV memory came free within {:?}; the server is overloaded",
                             self.limits.admission_timeout
@@ -267,15 +274,8 @@ impl Worker {
                 }
                 let mut cache = self.model.decoder.new_cache();
                 cache.reserve(left);
-                self.caches.insert(j.seq, cache);
-            } else if self.used + reserved + left.min(rows) > self.capacity {
-                // Out of memory under a running session: it gives its memory
-                // back at once so that the older ones can finish.
-                if let Some(c) = self.caches.remove(&j.seq) {
-                    self.used -= c.len();
-                }
-                self.broken.insert(j.seq);
-                failed.push((i, StepError::Overloaded("the KV memory budget is used up; the server is overloaded".into())));
+                self.caches.insert(seq, cache);
+            } else if !self.make_room(seq, left.min(rows), reserved, &plan, &mut failed) {
                 continue;
             }
             let n = left.min(rows);
@@ -296,6 +296,30 @@ impl Worker {
             }
         }
         plan
+    }
+
+    /// Out of memory under running sessions: sheds the newest running sessions
+    /// not yet in this step's `plan` (their memory comes back at once; their
+    /// waiting job, if any, is answered `overloaded`) until `n` more positions
+    /// for `seq` fit. False when `seq` itself was shed.
+    fn make_room(&mut self, seq: u64, n: usize, reserved: usize, plan: &[(usize, usize)], failed: &mut Vec<(usize, StepError)>) -> bool {
+        while self.used + reserved + n > self.capacity {
+            let planned: HashSet<u64> = plan.iter().map(|&(p, _)| self.jobs[p].seq).collect();
+            let Some(victim) = self.caches.keys().copied().filter(|s| !planned.contains(s)).max() else {
+                return false;
+            };
+            if let Some(c) = self.caches.remove(&victim) {
+                self.used -= c.len();
+            }
+            self.broken.insert(victim, shed());
+            if let Some(k) = self.jobs.iter().position(|j| j.seq == victim) {
+                failed.push((k, shed()));
+            }
+            if victim == seq {
+                return false;
+            }
+        }
+        true
     }
 
     fn run_step(&mut self, plan: Vec<(usize, usize)>) {
@@ -337,7 +361,7 @@ impl Worker {
                 // The caches may hold part of the step: drop them.
                 for (seq, c) in caches {
                     self.used -= c.len();
-                    self.broken.insert(seq);
+                    self.broken.insert(seq, StepError::Engine("an earlier step of this session failed".into()));
                 }
                 for &(i, _) in &plan {
                     let _ = self.jobs[i].reply.send(Err(StepError::Engine(format!("forward pass: {e}"))));

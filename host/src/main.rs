@@ -160,8 +160,10 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().command {
         Cmd::Fetch => {
-            let path = fetch::DEFAULT_MODEL.ensure(&fetch::cache_dir())?;
-            println!("{}", path.display());
+            for m in fetch::ALL {
+                let path = m.ensure(&fetch::cache_dir())?;
+                println!("{}", path.display());
+            }
             Ok(())
         }
         Cmd::Run {

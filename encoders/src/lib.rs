@@ -1,0 +1,10 @@
+//! Media encoders of the multimodal models, native on candle: the image encoder
+//! (a DINOv2-style ViT read from ONNX initializers) and the audio encoder (a
+//! Whisper encoder read from a CTranslate2 model file). Both turn preprocessed
+//! media (pixels, log-mel) into hidden states; the host projects those into the
+//! decoder's embedding space.
+
+pub mod ct2;
+pub mod onnx;
+pub mod vit;
+pub mod whisper;

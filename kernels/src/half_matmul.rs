@@ -76,16 +76,7 @@ pub fn matmul(w: &HalfMatrix, x: &[f32], t: usize) -> Vec<f32> {
             }
         }
     });
-    if t == 1 {
-        return yt;
-    }
-    let mut y = vec![0f32; t * w.rows];
-    for r in 0..w.rows {
-        for j in 0..t {
-            y[j * w.rows + r] = yt[r * t + j];
-        }
-    }
-    y
+    crate::rows_to_tokens(yt, w.rows, t)
 }
 
 /// Reference for [`matmul`]: every weight widened one at a time, summed in f64.

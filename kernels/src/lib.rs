@@ -16,6 +16,21 @@ mod quant_avx2;
 
 use candle_core::{DType, Result, Tensor, D};
 
+/// A matmul result computed as `[rows, t]` (so that parallel tasks own
+/// disjoint slices), returned as `[t, rows]`.
+pub(crate) fn rows_to_tokens(yt: Vec<f32>, rows: usize, t: usize) -> Vec<f32> {
+    if t == 1 {
+        return yt;
+    }
+    let mut y = vec![0f32; t * rows];
+    for r in 0..rows {
+        for j in 0..t {
+            y[j * rows + r] = yt[r * t + j];
+        }
+    }
+    y
+}
+
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * weight`.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
     candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps)

@@ -268,16 +268,7 @@ pub fn matmul(w: &QMatrix, x: &[f32], t: usize) -> Vec<f32> {
     yt.par_chunks_mut(ROWS_PER_TASK * t)
         .enumerate()
         .for_each(|(i, out)| task(w, i * ROWS_PER_TASK, &acts, out));
-    if t == 1 {
-        return yt;
-    }
-    let mut y = vec![0f32; t * w.rows];
-    for r in 0..w.rows {
-        for j in 0..t {
-            y[j * w.rows + r] = yt[r * t + j];
-        }
-    }
-    y
+    crate::rows_to_tokens(yt, w.rows, t)
 }
 
 /// Reference for [`matmul`]: dequantized weights times unquantized activations.

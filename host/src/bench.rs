@@ -60,7 +60,7 @@ fn native_rows(model: &Arc<LoadedModel>, spec: &BenchSpec) -> Result<Vec<Row>> {
         let t1 = Instant::now();
         for _ in 1..spec.max_tokens {
             let ids: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
-            let mut steps: Vec<Step<'_>> = caches.iter_mut().zip(&ids).map(|(cache, ids)| Step { ids, cache }).collect();
+            let mut steps: Vec<Step<'_>> = caches.iter_mut().zip(&ids).map(|(cache, ids)| Step::tokens(ids, cache)).collect();
             next = model.decoder.forward_batch(&mut steps)?.iter().map(|l| native::argmax(l)).collect();
         }
         let per_stream = (spec.max_tokens - 1) as f64 / t1.elapsed().as_secs_f64();

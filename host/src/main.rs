@@ -28,7 +28,8 @@ enum Cmd {
         /// Runtime config naming the models to load.
         #[arg(long, conflicts_with = "model")]
         runtime_config: Option<PathBuf>,
-        /// Serve one model (a GGUF file or a checkpoint directory) without a runtime config.
+        /// Serve one model (a GGUF file, a checkpoint directory or a multimodal
+        /// model's .json config) without a runtime config.
         #[arg(long)]
         model: Option<PathBuf>,
         /// Graph name for --model (default: the file or directory name).
@@ -37,7 +38,7 @@ enum Cmd {
         #[command(flatten)]
         engine: EngineArgs,
     },
-    /// Download, verify and cache the default model.
+    /// Download, verify and cache the default models (text and multimodal).
     Fetch,
     /// Measure the engine alone, the full HTTP path and llama.cpp side by side.
     Bench {
@@ -164,6 +165,7 @@ fn main() -> Result<()> {
                 let path = m.ensure(&fetch::cache_dir())?;
                 println!("{}", path.display());
             }
+            println!("{}", fetch::ensure_multimodal(&fetch::cache_dir())?.display());
             Ok(())
         }
         Cmd::Run {
@@ -228,9 +230,14 @@ fn main() -> Result<()> {
             model_name,
             engine,
         } => {
-            let specs = match runtime_config {
-                Some(rc) => runtime_config::load(&rc)?,
-                None => vec![model_spec(model, model_name)?],
+            let specs = match (runtime_config, model) {
+                (Some(rc), _) => runtime_config::load(&rc)?,
+                (None, Some(m)) => vec![model_spec(Some(m), model_name)?],
+                // The defaults: the text model and the multimodal one.
+                (None, None) => vec![
+                    model_spec(None, model_name)?,
+                    ModelSpec { name: fetch::MULTIMODAL_NAME.into(), path: fetch::ensure_multimodal(&fetch::cache_dir())? },
+                ],
             };
             serve(&listen, &manifest, &specs, &engine)
         }

@@ -19,7 +19,8 @@ pub struct RequestState {
     outbound: OutboundPolicy,
 }
 
-/// Environment variable that lists the served model names (default first).
+/// Environment variable that lists the served models and their input
+/// modalities (default first; see [`Models::listing`]).
 pub const MODELS_ENV: &str = "REKA_MODELS";
 
 impl RequestState {
@@ -27,7 +28,7 @@ impl RequestState {
     pub fn new(component: &AppComponent, models: &Models, outbound: OutboundPolicy) -> Result<Self> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
-        wasi.env(MODELS_ENV, models.names().join(","));
+        wasi.env(MODELS_ENV, models.listing());
         for (k, v) in &component.env {
             wasi.env(k, v);
         }

@@ -19,15 +19,26 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The default model, fetched (and checksum-verified) by the host itself.
-pub fn default_model() -> PathBuf {
+/// What `reka-host fetch` fetched (and checksum-verified): one path per line,
+/// the text model first, the multimodal model's config last.
+fn fetched() -> Vec<PathBuf> {
     let out = Command::new(env!("CARGO_BIN_EXE_reka-host"))
         .arg("fetch")
         .stderr(Stdio::inherit())
         .output()
         .expect("running reka-host fetch");
     assert!(out.status.success(), "reka-host fetch failed");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    String::from_utf8_lossy(&out.stdout).lines().map(PathBuf::from).collect()
+}
+
+/// The default model.
+pub fn default_model() -> PathBuf {
+    fetched().into_iter().next().expect("fetch printed the default model")
+}
+
+/// The default multimodal model's config.
+pub fn multimodal_model() -> PathBuf {
+    fetched().pop().expect("fetch printed the multimodal config")
 }
 
 /// A running server, killed on drop.
@@ -54,14 +65,25 @@ impl Server {
         Self::launch(&root().join("spin.toml"), model, name, extra)
     }
 
+    /// Starts `reka-host serve` with the repository's spin.toml and the models
+    /// of a runtime config.
+    pub fn start_runtime_config(config: &std::path::Path) -> Server {
+        let config = config.to_string_lossy();
+        Self::spawn(&root().join("spin.toml"), &["--runtime-config", &config])
+    }
+
     fn launch(manifest: &std::path::Path, model: &std::path::Path, name: &str, extra: &[&str]) -> Server {
+        let model = model.to_string_lossy();
+        let mut args = vec!["--model", &model, "--model-name", name];
+        args.extend_from_slice(extra);
+        Self::spawn(manifest, &args)
+    }
+
+    fn spawn(manifest: &std::path::Path, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_reka-host"))
             .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
             .arg(manifest)
-            .arg("--model")
-            .arg(model)
-            .args(["--model-name", name])
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -2,6 +2,7 @@
 //! need; every problem becomes a 400 that names the field.
 
 use crate::error::ApiError;
+use crate::parts::{parts, Part};
 use crate::reasoning::ReasoningFormat;
 use serde_json::{Map, Value};
 
@@ -21,11 +22,11 @@ pub struct Options {
     pub reasoning: ReasoningFormat,
 }
 
-/// A message of a chat request (text only for now).
+/// A message of a chat request: text and media parts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub role: String,
-    pub content: String,
+    pub content: Vec<Part>,
 }
 
 /// What a completions request asks to continue.
@@ -140,7 +141,7 @@ pub fn options(o: &Map<String, Value>) -> Result<Options, ApiError> {
 }
 
 /// Reads `messages` of a chat request. Content may be a string or a list of
-/// text parts (joined); other part types are refused for now.
+/// parts ([`crate::parts`]).
 pub fn messages(o: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
     let list = match o.get("messages") {
         None | Some(Value::Null) => {
@@ -162,9 +163,9 @@ pub fn messages(o: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
                 return Err(ApiError::invalid(&p, format!("`{p}.role` {role:?} is not one of system, developer, user, assistant, tool.")));
             }
             let content = match m.get("content") {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Array(parts)) => text_parts(parts, &p)?,
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::String(s)) => vec![Part::Text(s.clone())],
+                Some(Value::Array(list)) => parts(list, &p)?,
                 Some(_) => return Err(ApiError::invalid(&p, format!("`{p}.content` must be a string or a list of parts."))),
             };
             let role = if role == "developer" { "system" } else { role };
@@ -174,20 +175,6 @@ pub fn messages(o: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
             })
         })
         .collect()
-}
-
-fn text_parts(parts: &[Value], p: &str) -> Result<String, ApiError> {
-    let mut s = String::new();
-    for (j, part) in parts.iter().enumerate() {
-        match part.get("type").and_then(Value::as_str) {
-            Some("text") => s.push_str(part.get("text").and_then(Value::as_str).unwrap_or_default()),
-            Some(other) => {
-                return Err(ApiError::invalid(p, format!("`{p}.content[{j}]`: content parts of type {other:?} are not supported yet.")))
-            }
-            None => return Err(ApiError::invalid(p, format!("`{p}.content[{j}].type` is missing."))),
-        }
-    }
-    Ok(s)
 }
 
 /// Reads `prompt` of a completions request: a string, a list of one string, or token ids.
@@ -241,7 +228,8 @@ mod tests {
             "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
             "max_tokens": 5, "temperature": 0, "stop": "x", "stream": true, "top_k": -1
         }));
-        assert_eq!(messages(&o).map(|m| m[0].content.clone()).ok(), Some("ab".into()));
+        let text = vec![Part::Text("a".into()), Part::Text("b".into())];
+        assert_eq!(messages(&o).map(|m| m[0].content.clone()).ok(), Some(text));
         let opts = options(&o).map_err(|e| e.message).unwrap_or_else(|m| panic!("{m}"));
         assert_eq!((opts.max_tokens, opts.temperature, opts.top_k), (Some(5), 0.0, 0));
         assert_eq!(opts.stop, vec!["x".to_string()]);

@@ -7,17 +7,30 @@ use crate::http::{self, BodyWriter};
 use crate::answer::{Answer, Split};
 use crate::reka::inference::generate::Generation;
 use crate::reka::inference::preprocess;
-use crate::reka::inference::types::{ChatMessage, FinishReason, Prompt, Sampling};
+use crate::parts::Part;
+use crate::reka::inference::types::{ChatMessage, ContentPart, FinishReason, MediaKind, Prompt, Sampling};
 use serde_json::{json, Value};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
 /// The served model names, the default first (set by the host).
 fn served_models() -> Vec<String> {
+    served().into_iter().map(|(name, _)| name).collect()
+}
+
+/// The served models and their input modalities: the host writes
+/// `name[text+image],other[text]`.
+fn served() -> Vec<(String, Vec<String>)> {
     std::env::var("REKA_MODELS")
         .unwrap_or_default()
         .split(',')
         .filter(|s| !s.is_empty())
-        .map(str::to_string)
+        .map(|entry| match entry.split_once('[') {
+            Some((name, rest)) => {
+                let mods = rest.trim_end_matches(']').split('+').map(str::to_string).collect();
+                (name.to_string(), mods)
+            }
+            None => (entry.to_string(), vec!["text".to_string()]),
+        })
         .collect()
 }
 
@@ -28,9 +41,11 @@ fn now() -> u64 {
 /// `GET /v1/models`.
 pub fn models() -> Value {
     let created = now();
-    let data: Vec<Value> = served_models()
+    let data: Vec<Value> = served()
         .into_iter()
-        .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "reka-host"}))
+        .map(|(id, mods)| {
+            json!({"id": id, "object": "model", "created": created, "owned_by": "reka-host", "input_modalities": mods, "output_modalities": ["text"]})
+        })
         .collect();
     json!({"object": "list", "data": data})
 }
@@ -103,7 +118,7 @@ pub fn chat(req: IncomingRequest, out: ResponseOutparam) -> Result<(), String> {
         let model = model_name(&opts)?;
         let turns: Vec<ChatMessage> = messages
             .into_iter()
-            .map(|m| ChatMessage { role: m.role, content: m.content })
+            .map(|m| ChatMessage { role: m.role, content: m.content.into_iter().map(content_part).collect() })
             .collect();
         let prompt = preprocess::encode_chat(&model, &turns)?;
         Ok::<_, ApiError>((model, prompt, opts))
@@ -176,13 +191,14 @@ fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, prompt: Prompt, op
         seed: opts.seed.unwrap_or_else(wasip2::random::random::get_random_u64),
         stop: opts.stop.clone(),
     };
-    let gen = match Generation::start(model, &prompt.token_ids, &prompt.stop_token_ids, &prompt.stop_strings, &sampling) {
+    let gen = match Generation::start(model, &prompt.token_ids, &prompt.media, &prompt.stop_token_ids, &prompt.stop_strings, &sampling) {
         Ok(g) => g,
         Err(e) => return http::error(out, e.into()),
     };
     let id = format!("{}{:016x}", ep.id_prefix(), wasip2::random::random::get_random_u64());
     let head = json!({"id": id, "object": ep.object(opts.stream), "created": now(), "model": model});
-    let prompt_tokens = prompt.token_ids.len() as u32;
+    let prompt_tokens = PromptTokens::of(&prompt);
+    drop(prompt.media); // the pixels are in the engine now
     let answer = Answer::new(matches!(ep, Endpoint::Chat), prompt.reasoning.as_ref(), opts.reasoning);
     if opts.stream {
         stream(out, ep, &gen, answer, head, prompt_tokens, opts.include_usage)
@@ -191,8 +207,45 @@ fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, prompt: Prompt, op
     }
 }
 
-fn usage(prompt: u32, completion: u32) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+/// The prompt's token count and how many of them are media placeholders.
+#[derive(Clone, Copy)]
+struct PromptTokens {
+    total: u32,
+    /// Image, video, audio tokens.
+    media: [u32; 3],
+}
+
+impl PromptTokens {
+    fn of(p: &Prompt) -> Self {
+        let mut media = [0; 3];
+        for m in &p.media {
+            let k = match m.kind {
+                MediaKind::Image => 0,
+                MediaKind::Video => 1,
+                MediaKind::Audio => 2,
+            };
+            media[k] += m.tokens;
+        }
+        Self { total: p.token_ids.len() as u32, media }
+    }
+}
+
+fn usage(prompt: PromptTokens, completion: u32) -> Value {
+    let mut u = json!({"prompt_tokens": prompt.total, "completion_tokens": completion, "total_tokens": prompt.total + completion});
+    if prompt.media != [0; 3] {
+        let [image, video, audio] = prompt.media;
+        u["prompt_tokens_details"] = json!({"image_tokens": image, "video_tokens": video, "audio_tokens": audio});
+    }
+    u
+}
+
+fn content_part(p: Part) -> ContentPart {
+    match p {
+        Part::Text(t) => ContentPart::Text(t),
+        Part::Image(u) => ContentPart::Image(u),
+        Part::Video(f) => ContentPart::Video(f),
+        Part::Audio(u) => ContentPart::Audio(u),
+    }
 }
 
 fn reason(f: FinishReason) -> &'static str {
@@ -210,7 +263,7 @@ fn with(head: &Value, fields: Value) -> Value {
     v
 }
 
-fn whole(out: ResponseOutparam, ep: Endpoint, gen: &Generation, mut answer: Answer, head: Value, prompt_tokens: u32) -> Result<(), String> {
+fn whole(out: ResponseOutparam, ep: Endpoint, gen: &Generation, mut answer: Answer, head: Value, prompt_tokens: PromptTokens) -> Result<(), String> {
     let mut text = String::new();
     let mut completion = 0;
     let mut finish = "length";
@@ -240,7 +293,7 @@ fn stream(
     gen: &Generation,
     mut answer: Answer,
     head: Value,
-    prompt_tokens: u32,
+    prompt_tokens: PromptTokens,
     include_usage: bool,
 ) -> Result<(), String> {
     let mut w = BodyWriter::start(out, 200, "text/event-stream", &[("cache-control", "no-cache")])?;

@@ -8,6 +8,7 @@ mod api;
 mod error;
 mod handlers;
 mod http;
+mod parts;
 mod reasoning;
 
 wit_bindgen::generate!({

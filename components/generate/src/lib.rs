@@ -18,8 +18,9 @@ wit_bindgen::generate!({
 });
 
 use exports::reka::inference::generate::{Generation, Guest, GuestGeneration};
-use reka::inference::types::{Chunk, Error, ErrorKind, FinishReason, Sampling};
-use reka_guest::Session;
+use reka::inference::types::{Chunk, Error, ErrorKind, FinishReason, MediaInput, MediaKind, Sampling};
+use reka_guest::{Session, StepMedia};
+use reka_protocol::MediaSpan;
 use reka_tokenizer::{IncrementalDecoder, Tokenizer};
 use sampler::Sampler;
 use std::cell::RefCell;
@@ -58,12 +59,30 @@ enum Next {
 
 impl Next {
     /// Runs `ids` and fetches no more logits than the sampler needs.
-    fn step(session: &Session, sampler: &Sampler, ids: &[u32]) -> Result<Next, reka_guest::Failure> {
+    fn step(session: &Session, sampler: &Sampler, ids: &[u32], media: &StepMedia) -> Result<Next, reka_guest::Failure> {
         Ok(match sampler.wants() {
-            Some(k) => Next::Top(session.step_top(ids, k)?),
-            None => Next::Logits(session.step(ids)?),
+            Some(k) => Next::Top(session.step_top(ids, k, media)?),
+            None => Next::Logits(session.step(ids, media)?),
         })
     }
+}
+
+/// The prompt's media as the wasi:nn contract wants them.
+fn step_media(media: Vec<MediaInput>) -> StepMedia {
+    let mut out = StepMedia::default();
+    for m in media {
+        let kind = match m.kind {
+            MediaKind::Image => reka_protocol::MediaKind::Image,
+            MediaKind::Video => reka_protocol::MediaKind::Video,
+            MediaKind::Audio => reka_protocol::MediaKind::Audio,
+        };
+        out.spans.push(MediaSpan { kind, position: m.position, tokens: m.tokens, items: m.items });
+        match kind {
+            reka_protocol::MediaKind::Audio => out.mel.extend(m.data),
+            _ => out.pixels.extend(m.data),
+        }
+    }
+    out
 }
 
 /// A generation session, as the WIT resource.
@@ -77,6 +96,7 @@ impl GuestGeneration for Gen {
     fn start(
         model: String,
         prompt: Vec<u32>,
+        media: Vec<MediaInput>,
         stop_token_ids: Vec<u32>,
         stop_strings: Vec<String>,
         sampling: Sampling,
@@ -90,7 +110,7 @@ impl GuestGeneration for Gen {
         let session = Session::open(&model).map_err(to_error)?;
         let (_info, tok) = session.model().map_err(to_error)?;
         let sampler = Sampler::new(sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed);
-        let next = Next::step(&session, &sampler, &prompt).map_err(to_error)?;
+        let next = Next::step(&session, &sampler, &prompt, &step_media(media)).map_err(to_error)?;
         let mut stops = stop_strings;
         stops.extend(sampling.stop.iter().cloned());
         let state = State {
@@ -137,7 +157,7 @@ impl State {
             return Ok(self.finish(FinishReason::Length, String::new()));
         }
         if let Some(t) = self.last.take() {
-            self.next = Next::step(&self.session, &self.sampler, &[t]).map_err(to_error)?;
+            self.next = Next::step(&self.session, &self.sampler, &[t], &StepMedia::default()).map_err(to_error)?;
         }
         let token = match std::mem::replace(&mut self.next, Next::Used) {
             Next::Logits(l) => self.sampler.sample(&l),

@@ -8,7 +8,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use reka_protocol::{ErrorTag, ModelInfo, INPUT_IDS, LOGITS, METADATA, TOKENIZER, TOP_IDS, TOP_K, TOP_LOGITS};
+use reka_protocol::{ErrorTag, MediaSpan, ModelInfo, INPUT_IDS, LOGITS, MEDIA, MEL, METADATA, PIXELS, TOKENIZER, TOP_IDS, TOP_K, TOP_LOGITS};
 use reka_tokenizer::Tokenizer;
 use wasi::nn::errors::ErrorCode;
 use wasi::nn::graph::{load_by_name, Graph};
@@ -123,18 +123,23 @@ impl Session {
         Ok((info, tok))
     }
 
-    /// Appends `ids` to the session and returns the last position's logits.
-    pub fn step(&self, ids: &[u32]) -> Result<Vec<f32>, Failure> {
-        let out = self.compute(INPUT_IDS, ids_tensor(ids))?;
+    /// Appends `ids` to the session (with `media` in their placeholders) and
+    /// returns the last position's logits.
+    pub fn step(&self, ids: &[u32], media: &StepMedia) -> Result<Vec<f32>, Failure> {
+        let mut inputs = vec![(INPUT_IDS.to_string(), ids_tensor(ids))];
+        media.push_tensors(&mut inputs);
+        let out = self.compute_all(inputs)?;
         Ok(f32s(&Self::output(out, LOGITS)?.data()))
     }
 
     /// Appends `ids` and returns only the `k` best `(id, logit)` of the last
     /// position, best first: the host picks them, so the vocabulary's logits
     /// never cross into the guest.
-    pub fn step_top(&self, ids: &[u32], k: u32) -> Result<Vec<(u32, f32)>, Failure> {
+    pub fn step_top(&self, ids: &[u32], k: u32, media: &StepMedia) -> Result<Vec<(u32, f32)>, Failure> {
         let k_t = Tensor::new(&[1], TensorType::I32, &(k as i32).to_le_bytes());
-        let out = self.compute_all(vec![(INPUT_IDS.to_string(), ids_tensor(ids)), (TOP_K.to_string(), k_t)])?;
+        let mut inputs = vec![(INPUT_IDS.to_string(), ids_tensor(ids)), (TOP_K.to_string(), k_t)];
+        media.push_tensors(&mut inputs);
+        let out = self.compute_all(inputs)?;
         let (mut top_ids, mut top_logits) = (None, None);
         for (name, t) in out {
             match name.as_str() {
@@ -151,6 +156,33 @@ impl Session {
             .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u32)
             .zip(logits)
             .collect())
+    }
+}
+
+/// Media for one step: where they go and their data, in span order.
+#[derive(Debug, Default, Clone)]
+pub struct StepMedia {
+    pub spans: Vec<MediaSpan>,
+    /// Pixels of the image and video spans, back to back.
+    pub pixels: Vec<f32>,
+    /// Log-mel of the audio spans, back to back.
+    pub mel: Vec<f32>,
+}
+
+impl StepMedia {
+    /// The media tensors of the wasi:nn contract; none when there are no spans.
+    fn push_tensors(&self, inputs: &mut Vec<(String, Tensor)>) {
+        if self.spans.is_empty() {
+            return;
+        }
+        let rows: Vec<u8> = self.spans.iter().flat_map(|s| s.to_row()).flat_map(i32::to_le_bytes).collect();
+        inputs.push((MEDIA.to_string(), Tensor::new(&[self.spans.len() as u32, 4], TensorType::I32, &rows)));
+        for (name, v) in [(PIXELS, &self.pixels), (MEL, &self.mel)] {
+            if !v.is_empty() {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                inputs.push((name.to_string(), Tensor::new(&[v.len() as u32], TensorType::Fp32, &bytes)));
+            }
+        }
     }
 }
 

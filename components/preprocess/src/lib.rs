@@ -2,6 +2,8 @@
 //! template and tokenises with the model's own vocabulary, both read through
 //! wasi:nn model metadata.
 
+mod fetch;
+mod media;
 mod template;
 
 wit_bindgen::generate!({
@@ -16,7 +18,8 @@ wit_bindgen::generate!({
 });
 
 use exports::reka::inference::preprocess::Guest;
-use reka::inference::types::{ChatMessage, Error, ErrorKind, Prompt, ReasoningTags};
+use media::{Piece, Prepared};
+use reka::inference::types::{ChatMessage, ContentPart, Error, ErrorKind, MediaInput, Prompt, ReasoningTags};
 use reka_guest::Session;
 use reka_protocol::ModelInfo;
 use reka_tokenizer::Tokenizer;
@@ -30,17 +33,44 @@ fn model(name: &str) -> Result<(ModelInfo, Tokenizer), Error> {
     Session::open(name).and_then(|s| s.model()).map_err(to_error)
 }
 
-fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, parse_special: bool, format: Option<template::Format>) -> Prompt {
+/// Tokenises a rendered prompt whose media markers are replaced by their
+/// placeholder tokens; `media` are the prepared parts the markers name.
+fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, media: Vec<Prepared>, format: Option<template::Format>) -> Prompt {
     let mut ids = Vec::new();
     if let (true, Some(bos)) = (info.add_bos, info.bos_token_id) {
         ids.push(bos);
     }
-    let body = tok.encode(text, parse_special);
+    let placeholder = info.media.as_ref().map_or(0, |m| m.placeholder_id);
+    let mut body = Vec::new();
+    let mut spans = Vec::new();
+    let mut media: Vec<Option<Prepared>> = media.into_iter().map(Some).collect();
+    for piece in media::split(text) {
+        match piece {
+            Piece::Text(t) => body.extend(tok.encode(t, true)),
+            Piece::Media(i) => {
+                if let Some(m) = media.get_mut(i).and_then(Option::take) {
+                    spans.push((body.len(), m));
+                    body.extend(std::iter::repeat_n(placeholder, spans[spans.len() - 1].1.tokens as usize));
+                }
+            }
+        }
+    }
     // A template that writes BOS itself must not get a second one.
     if !ids.is_empty() && body.first() == ids.first() {
         ids.clear();
     }
+    let offset = ids.len();
     ids.extend(body);
+    let media = spans
+        .into_iter()
+        .map(|(at, m)| MediaInput {
+            kind: m.kind,
+            position: (offset + at) as u32,
+            tokens: m.tokens,
+            items: m.items,
+            data: m.data,
+        })
+        .collect();
     let mut stop_strings = info.stop_strings.clone();
     for s in format.map(|f| f.stop_strings()).unwrap_or_default() {
         if !stop_strings.iter().any(|x| x == s) {
@@ -56,6 +86,7 @@ fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, parse_special: bool, fo
             start: start.into(),
             end: end.into(),
         }),
+        media,
     }
 }
 
@@ -68,23 +99,34 @@ impl Guest for Preprocess {
             });
         }
         let (info, tok) = model(&model_name)?;
-        let turns: Vec<template::Turn> = messages
-            .iter()
-            .map(|m| template::Turn {
-                role: m.role.clone(),
-                content: m.content.clone(),
-            })
-            .collect();
+        let invalid = |message: String| Error { kind: ErrorKind::InvalidRequest, message };
+        let mut prepared = Vec::new();
+        let mut turns = Vec::with_capacity(messages.len());
+        for m in &messages {
+            let mut content = String::new();
+            for part in &m.content {
+                match part {
+                    ContentPart::Text(t) => content.push_str(&media::scrub(t)),
+                    media => {
+                        if let Some(p) = media::prepare(&info, media).map_err(invalid)? {
+                            content.push_str(&media::marker(prepared.len()));
+                            prepared.push(p);
+                        }
+                    }
+                }
+            }
+            turns.push(template::Turn { role: m.role.clone(), content });
+        }
         let text = template::render(&info, &tok, &turns).map_err(|message| Error {
             kind: ErrorKind::InvalidRequest,
             message,
         })?;
-        Ok(prompt(&info, &tok, &text, true, Some(template::Format::of(&info))))
+        Ok(prompt(&info, &tok, &text, prepared, Some(template::Format::of(&info))))
     }
 
     fn encode_text(model_name: String, text: String) -> Result<Prompt, Error> {
         let (info, tok) = model(&model_name)?;
-        Ok(prompt(&info, &tok, &text, true, None))
+        Ok(prompt(&info, &tok, &media::scrub(&text), Vec::new(), None))
     }
 }
 

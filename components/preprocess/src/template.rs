@@ -214,6 +214,7 @@ mod tests {
             stop_token_ids: vec![],
             chat_template: Some("{{ 'human: ' + messages[0]['content'] + ' <sep> assistant:' }}".into()),
             stop_strings: vec![],
+            media: None,
         };
         assert_eq!(Format::of(&info), Format::Reka);
         assert_eq!(Format::of(&info).stop_strings(), ["<sep>"]);

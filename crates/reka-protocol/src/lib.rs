@@ -9,6 +9,9 @@
 //! | [`INPUT_IDS`]    | i32 `[n]`       | tokens to append to the context; returns [`LOGITS`]    |
 //! | [`TOP_K`]        | i32 `[1]`       | with [`INPUT_IDS`]: return only the `k` best logits    |
 //! | [`METADATA`]     | u8 `[0]`        | ask for the model's metadata; returns [`METADATA`]    |
+//! | [`MEDIA`]        | i32 `[m, 4]`    | with [`INPUT_IDS`]: the media spans ([`MediaSpan`])   |
+//! | [`PIXELS`]       | f32 `[n,3,s,s]` | the image tiles and video frames of the spans, in order |
+//! | [`MEL`]          | f32 `[len]`     | the audio spans' log-mel, `[n_mels, frames]` each, back to back |
 //!
 //! and answers with
 //!
@@ -26,6 +29,14 @@
 use serde::{Deserialize, Serialize};
 
 pub use reka_tokenizer::VocabSpec;
+
+/// Input tensor next to [`INPUT_IDS`]: where media embeddings replace the
+/// placeholder tokens (i32 `[m, 4]`, rows of [`MediaSpan::to_row`]).
+pub const MEDIA: &str = "media";
+/// Input tensor with [`MEDIA`]: normalised pixels of all image / video spans.
+pub const PIXELS: &str = "pixels";
+/// Input tensor with [`MEDIA`]: log-mel features of all audio spans.
+pub const MEL: &str = "mel";
 
 /// Input tensor: token ids to append (i32).
 pub const INPUT_IDS: &str = "input_ids";
@@ -83,6 +94,125 @@ pub struct ModelInfo {
     pub chat_template: Option<String>,
     /// Strings that end generation for this model's chat format.
     pub stop_strings: Vec<String>,
+    /// What media the model reads, and how it wants them; `None` for text only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaInfo>,
+}
+
+impl ModelInfo {
+    /// The input modalities, as Reka's and OpenRouter's model lists name them.
+    pub fn modalities(&self) -> Vec<&'static str> {
+        let mut m = vec!["text"];
+        if let Some(media) = &self.media {
+            if media.image.is_some() {
+                m.push("image");
+            }
+            if media.video.is_some() {
+                m.push("video");
+            }
+            if media.audio.is_some() {
+                m.push("audio");
+            }
+        }
+        m
+    }
+}
+
+/// The media side of a multimodal model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    /// The token id written at placeholder positions (its embedding is replaced).
+    pub placeholder_id: u32,
+    pub image: Option<ImageInfo>,
+    pub video: Option<VideoInfo>,
+    pub audio: Option<AudioInfo>,
+}
+
+/// How a model wants its images: square tiles of `size`, normalised per channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub size: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// Tiles of a large image beside its whole view.
+    pub max_tiles: u32,
+    /// Placeholder tokens per tile.
+    pub tokens_per_tile: u32,
+}
+
+/// Video: frames sampled uniformly, each read like an image (one tile).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoInfo {
+    pub frames: u32,
+    /// Placeholder tokens per frame.
+    pub tokens_per_frame: u32,
+}
+
+/// Audio: 16 kHz log-mel, as Whisper computes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioInfo {
+    pub n_mels: u32,
+    /// Longest accepted audio.
+    pub max_seconds: f32,
+    /// Log-mel frames (10 ms each) per placeholder token.
+    pub frames_per_token: u32,
+}
+
+impl AudioInfo {
+    /// Placeholder tokens for `frames` log-mel frames.
+    pub fn tokens(&self, frames: u32) -> u32 {
+        frames.div_ceil(self.frames_per_token.max(1))
+    }
+}
+
+/// What kind of media a span holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Image,
+    Video,
+    Audio,
+}
+
+/// One media item of a prompt: which placeholder tokens its embeddings take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaSpan {
+    pub kind: MediaKind,
+    /// Index of its first placeholder in this step's [`INPUT_IDS`].
+    pub position: u32,
+    pub tokens: u32,
+    /// Image tiles or video frames in [`PIXELS`]; log-mel frames in [`MEL`].
+    pub items: u32,
+}
+
+impl MediaSpan {
+    /// The span as one row of the [`MEDIA`] tensor.
+    pub fn to_row(&self) -> [i32; 4] {
+        let kind = match self.kind {
+            MediaKind::Image => 0,
+            MediaKind::Video => 1,
+            MediaKind::Audio => 2,
+        };
+        [kind, self.position as i32, self.tokens as i32, self.items as i32]
+    }
+
+    /// Reads the rows of a [`MEDIA`] tensor.
+    pub fn from_rows(v: &[i32]) -> Result<Vec<MediaSpan>, String> {
+        if v.len() % 4 != 0 {
+            return Err(format!("{MEDIA} must be [m, 4] i32, got {} values", v.len()));
+        }
+        v.chunks_exact(4)
+            .map(|r| {
+                let kind = match r[0] {
+                    0 => MediaKind::Image,
+                    1 => MediaKind::Video,
+                    2 => MediaKind::Audio,
+                    k => return Err(format!("unknown media kind {k}")),
+                };
+                let n = |x: i32, what: &str| u32::try_from(x).map_err(|_| format!("media {what} {x} is negative"));
+                Ok(MediaSpan { kind, position: n(r[1], "position")?, tokens: n(r[2], "tokens")?, items: n(r[3], "items")? })
+            })
+            .collect()
+    }
 }
 
 /// Prefixes of wasi:nn error messages that carry a meaning for the guest.
@@ -128,6 +258,21 @@ mod tests {
         assert_eq!(top_k(&l, 1), vec![(1, 2.0)]);
         assert_eq!(top_k(&l, 9).len(), 5);
         assert!(top_k(&l, 0).is_empty());
+    }
+
+    #[test]
+    fn media_spans_round_trip_and_bad_rows_are_refused() {
+        let spans = [
+            MediaSpan { kind: MediaKind::Image, position: 3, tokens: 64, items: 1 },
+            MediaSpan { kind: MediaKind::Audio, position: 70, tokens: 25, items: 200 },
+        ];
+        let rows: Vec<i32> = spans.iter().flat_map(|s| s.to_row()).collect();
+        assert_eq!(MediaSpan::from_rows(&rows), Ok(spans.to_vec()));
+        assert!(MediaSpan::from_rows(&[0, 1, 2]).is_err());
+        assert!(MediaSpan::from_rows(&[7, 0, 1, 1]).is_err());
+        assert!(MediaSpan::from_rows(&[0, -1, 1, 1]).is_err());
+        let a = AudioInfo { n_mels: 80, max_seconds: 30.0, frames_per_token: 8 };
+        assert_eq!((a.tokens(8), a.tokens(9), a.tokens(3000)), (1, 2, 375));
     }
 
     #[test]

@@ -192,6 +192,7 @@ impl Meta<'_> {
             stop_token_ids: stops,
             chat_template: self.string("tokenizer.chat_template").ok(),
             stop_strings: Vec::new(),
+            media: None,
         })
     }
 }

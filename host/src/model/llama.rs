@@ -95,6 +95,16 @@ impl KvCache {
 pub struct Step<'a> {
     pub ids: &'a [u32],
     pub cache: &'a mut KvCache,
+    /// Rows of `ids` whose input embedding is given (media placeholders):
+    /// `(row, [hidden] values)`.
+    pub embeds: Vec<(usize, &'a [f32])>,
+}
+
+impl<'a> Step<'a> {
+    /// A step of plain tokens.
+    pub fn tokens(ids: &'a [u32], cache: &'a mut KvCache) -> Self {
+        Self { ids, cache, embeds: Vec::new() }
+    }
 }
 
 impl Llama {
@@ -124,6 +134,13 @@ impl Llama {
         self.w.lm_head.kind()
     }
 
+    /// Root mean square of the token embeddings' values: the scale that
+    /// injected (media) embeddings are brought to.
+    pub fn embedding_rms(&self) -> Result<f32> {
+        let e = self.w.embeddings.to_dtype(DType::F32)?;
+        e.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()
+    }
+
     /// The decoder's shape.
     pub fn config(&self) -> &DecoderConfig {
         &self.cfg
@@ -137,7 +154,7 @@ impl Llama {
     /// Appends `ids` to the session in `cache` and returns the logits of the last
     /// position, `[vocab]` f32. The caller checks that the context has room.
     pub fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        let mut out = self.forward_batch(&mut [Step { ids, cache }])?;
+        let mut out = self.forward_batch(&mut [Step::tokens(ids, cache)])?;
         Tensor::from_vec(out.swap_remove(0), self.cfg.vocab_size, &self.device)
     }
 
@@ -158,6 +175,9 @@ impl Llama {
             .collect();
         let ids_t = Tensor::new(ids.as_slice(), &self.device)?;
         let mut x = self.w.embeddings.embedding(&ids_t)?.to_dtype(DType::F32)?; // [rows, hidden]
+        if steps.iter().any(|s| !s.embeds.is_empty()) {
+            x = self.place_embeds(x, steps)?;
+        }
         for (i, b) in self.w.blocks.iter().enumerate() {
             let h = k::rms_norm(&x, &b.attn_norm, self.cfg.rms_norm_eps as f32)?;
             let a = self.attention(i, b, &h, &pos, steps)?;
@@ -178,6 +198,24 @@ impl Llama {
         let last = Tensor::cat(&last, 0)?;
         let last = k::rms_norm(&last, &self.w.final_norm, self.cfg.rms_norm_eps as f32)?;
         self.w.lm_head.forward(&last)?.to_dtype(DType::F32)?.to_vec2()
+    }
+
+    /// `x` `[rows, hidden]` with the steps' given embeddings in their rows.
+    fn place_embeds(&self, x: Tensor, steps: &[Step<'_>]) -> Result<Tensor> {
+        let hidden = self.cfg.hidden_size;
+        let rows = x.dim(0)?;
+        let mut v: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let mut base = 0;
+        for s in steps {
+            for &(r, e) in &s.embeds {
+                if r >= s.ids.len() || e.len() != hidden {
+                    candle_core::bail!("media embedding for row {r} of {} has {} values, not {hidden}", s.ids.len(), e.len());
+                }
+                v[(base + r) * hidden..(base + r + 1) * hidden].copy_from_slice(e);
+            }
+            base += s.ids.len();
+        }
+        Tensor::from_vec(v, (rows, hidden), &self.device)
     }
 
     /// Self-attention of layer `layer` for all steps' rows `h` `[rows, hidden]`

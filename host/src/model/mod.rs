@@ -1,12 +1,15 @@
 //! Models the host serves: the Llama / Noam decoder and its loaders.
 //!
-//! [`load`] picks the loader from the path: a `.gguf` file, or a directory with a
-//! Hugging Face `config.json` and safetensors weights.
+//! [`load`] picks the loader from the path: a `.gguf` file, a directory with a
+//! Hugging Face `config.json` and safetensors weights, or a multimodal model's
+//! `.json` config.
 
 pub mod config;
 pub mod gguf;
 pub mod linear;
 pub mod llama;
+pub mod media;
+pub mod multimodal;
 pub mod safetensors;
 pub mod st_reader;
 pub mod tiktoken;
@@ -29,6 +32,8 @@ pub struct LoadedModel {
     /// ask for both on every request.
     pub info_json: Vec<u8>,
     pub tokenizer_blob: Vec<u8>,
+    /// The media encoders of a multimodal model.
+    pub media: Option<media::Towers>,
 }
 
 /// The type that a checkpoint's dense weights are kept in.
@@ -62,8 +67,12 @@ pub fn load(name: &str, path: &Path) -> Result<LoadedModel> {
 }
 
 /// [`load`] with the dense weights of a checkpoint directory kept in `dtype`
-/// (GGUF files keep their own block types).
+/// (GGUF files keep their own block types). A `.json` file describes a
+/// multimodal model ([`multimodal`]).
 pub fn load_as(name: &str, path: &Path, dtype: WeightDtype) -> Result<LoadedModel> {
+    if path.extension().is_some_and(|e| e == "json") {
+        return multimodal::load(name, path, dtype);
+    }
     let (decoder, info, vocab) = if path.is_dir() {
         safetensors::load(name, path, dtype)
             .with_context(|| format!("loading checkpoint directory {}", path.display()))?
@@ -77,6 +86,7 @@ pub fn load_as(name: &str, path: &Path, dtype: WeightDtype) -> Result<LoadedMode
         tokenizer_blob: tokenizer.to_compact(),
         info,
         tokenizer,
+        media: None,
     })
 }
 

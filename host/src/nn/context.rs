@@ -7,7 +7,8 @@
 
 use super::scheduler::{Scheduler, StepError};
 use crate::model::LoadedModel;
-use reka_protocol::{ErrorTag, INPUT_IDS, LOGITS, METADATA, TOKENIZER, TOP_IDS, TOP_K, TOP_LOGITS};
+use super::scheduler::Embeds;
+use reka_protocol::{ErrorTag, MediaSpan, INPUT_IDS, LOGITS, MEDIA, MEL, METADATA, PIXELS, TOKENIZER, TOP_IDS, TOP_K, TOP_LOGITS};
 use std::sync::Arc;
 use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, Id, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
@@ -48,15 +49,34 @@ impl Session {
         }
     }
 
-    fn step(&mut self, t: &Tensor) -> Result<Vec<f32>, BackendError> {
+    /// The embeddings of a step's media placeholders, from its media tensors.
+    fn media(&self, inputs: &[NamedTensor], n_ids: usize) -> Result<Embeds, BackendError> {
+        let find = |name: &str| inputs.iter().find(|i| i.name == name).map(|i| &i.tensor);
+        let Some(spans) = find(MEDIA) else {
+            return Ok(Vec::new());
+        };
+        let bad = |m: String| err(ErrorTag::BadInput, m);
+        let towers = self.model.media.as_ref().ok_or_else(|| bad(format!("the model `{}` reads no media", self.model.info.name)))?;
+        if spans.ty != TensorType::I32 {
+            return Err(bad(format!("{MEDIA} must be an i32 tensor")));
+        }
+        let spans = MediaSpan::from_rows(&le_words(&spans.data).map(i32::from_le_bytes).collect::<Vec<_>>()).map_err(bad)?;
+        let floats = |name: &str| -> Result<Vec<f32>, BackendError> {
+            match find(name) {
+                None => Ok(Vec::new()),
+                Some(t) if t.ty == TensorType::Fp32 => Ok(le_words(&t.data).map(f32::from_le_bytes).collect()),
+                Some(_) => Err(bad(format!("{name} must be an f32 tensor"))),
+            }
+        };
+        let (pixels, mel) = (floats(PIXELS)?, floats(MEL)?);
+        towers.embed(&spans, &pixels, &mel, n_ids).map_err(bad)
+    }
+
+    fn step(&mut self, t: &Tensor, media: &[NamedTensor]) -> Result<Vec<f32>, BackendError> {
         if t.ty != TensorType::I32 {
             return Err(err(ErrorTag::BadInput, "input_ids must be an i32 tensor"));
         }
-        let ids: Vec<u32> = t
-            .data
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u32)
-            .collect();
+        let ids: Vec<u32> = le_words(&t.data).map(|w| i32::from_le_bytes(w) as u32).collect();
         let vocab = self.model.info.vocab_size;
         if ids.is_empty() || ids.iter().any(|&i| i >= vocab) {
             return Err(err(
@@ -72,7 +92,8 @@ impl Session {
             ));
         }
         let n = ids.len();
-        let run = || self.engine.step(self.seq, ids);
+        let embeds = self.media(media, n)?;
+        let run = || self.engine.step_with(self.seq, ids, embeds);
         // The engine step may wait for other sessions' rows: let tokio move other
         // tasks off this worker meanwhile.
         let logits = match tokio::runtime::Handle::try_current() {
@@ -121,10 +142,15 @@ impl BackendExecutionContext for Session {
         };
         let mut outputs = Vec::new();
         let top_k = inputs.iter().find(|i| i.name == TOP_K).map(|i| top_k_of(&i.tensor)).transpose()?;
+        // Media tensors belong to the step of the same call.
+        let (media, inputs): (Vec<_>, Vec<_>) = inputs.into_iter().partition(|i| [MEDIA, PIXELS, MEL].contains(&i.name.as_str()));
+        if !media.is_empty() && !inputs.iter().any(|i| i.name == INPUT_IDS) {
+            return Err(err(ErrorTag::BadInput, format!("{MEDIA}, {PIXELS} and {MEL} go with {INPUT_IDS}")));
+        }
         for input in inputs {
             match input.name.as_str() {
                 INPUT_IDS => {
-                    let logits = self.step(&input.tensor)?;
+                    let logits = self.step(&input.tensor, &media)?;
                     match top_k {
                         None => outputs.push(f32_tensor(LOGITS, &logits)),
                         Some(k) => {
@@ -155,13 +181,18 @@ impl BackendExecutionContext for Session {
                 other => {
                     return Err(err(
                         ErrorTag::BadInput,
-                        format!("unknown input tensor {other:?} (expected {INPUT_IDS}, {TOP_K} or {METADATA})"),
+                        format!("unknown input tensor {other:?} (expected {INPUT_IDS}, {TOP_K}, {MEDIA}, {PIXELS}, {MEL} or {METADATA})"),
                     ))
                 }
             }
         }
         Ok(Some(outputs))
     }
+}
+
+/// Little-endian 4-byte words.
+fn le_words(data: &[u8]) -> impl Iterator<Item = [u8; 4]> + '_ {
+    data.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]])
 }
 
 fn f32_tensor(name: &str, v: &[f32]) -> NamedTensor {

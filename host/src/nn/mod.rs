@@ -34,6 +34,7 @@ impl BackendGraph for ModelGraph {
 pub struct Models {
     graphs: Arc<HashMap<String, Graph>>,
     names: Arc<Vec<String>>,
+    listing: Arc<String>,
 }
 
 impl Models {
@@ -46,6 +47,11 @@ impl Models {
     /// [`Models::new`] with the engines' limits given.
     pub fn with_limits(models: Vec<(String, Arc<LoadedModel>)>, limits: Limits) -> std::io::Result<Self> {
         let names = models.iter().map(|(n, _)| n.clone()).collect();
+        let listing = models
+            .iter()
+            .map(|(n, m)| format!("{n}[{}]", m.info.modalities().join("+")))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut graphs = HashMap::new();
         for (n, m) in models {
             let engine = Scheduler::start(m.clone(), limits)?;
@@ -55,12 +61,19 @@ impl Models {
         Ok(Self {
             graphs: Arc::new(graphs),
             names: Arc::new(names),
+            listing: Arc::new(listing),
         })
     }
 
     /// Graph names, the default model first.
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+
+    /// The models and their input modalities, as the gateway reads them:
+    /// `name[text+image],other[text]`, the default first.
+    pub fn listing(&self) -> &str {
+        &self.listing
     }
 
     /// A wasi:nn registry view for one store.

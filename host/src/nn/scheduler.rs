@@ -63,8 +63,12 @@ type Reply = mpsc::Sender<Result<Vec<f32>, StepError>>;
 /// takes well under a millisecond; a step takes tens.
 const GATHER: Duration = Duration::from_millis(2);
 
+/// Rows of a step's ids whose input embedding is given (media):
+/// `(row, [hidden] values)`, rows ascending.
+pub type Embeds = Vec<(usize, Vec<f32>)>;
+
 enum Msg {
-    Step { seq: u64, ids: Vec<u32>, reply: Reply },
+    Step { seq: u64, ids: Vec<u32>, embeds: Embeds, reply: Reply },
     Free(u64),
 }
 
@@ -103,9 +107,14 @@ impl Scheduler {
     /// Appends `ids` to session `seq` and returns the logits of the last one;
     /// blocks until the engine has run it.
     pub fn step(&self, seq: u64, ids: Vec<u32>) -> Result<Vec<f32>, StepError> {
+        self.step_with(seq, ids, Vec::new())
+    }
+
+    /// [`Scheduler::step`] with the embeddings of some rows given (media).
+    pub fn step_with(&self, seq: u64, ids: Vec<u32>, embeds: Embeds) -> Result<Vec<f32>, StepError> {
         let (reply, answer) = mpsc::channel();
         let gone = || StepError::Engine("the engine thread has stopped".into());
-        self.tx.send(Msg::Step { seq, ids, reply }).map_err(|_| gone())?;
+        self.tx.send(Msg::Step { seq, ids, embeds, reply }).map_err(|_| gone())?;
         answer.recv().map_err(|_| gone())?
     }
 
@@ -118,6 +127,7 @@ impl Scheduler {
 struct Job {
     seq: u64,
     ids: Vec<u32>,
+    embeds: Embeds,
     /// Ids already run (prompt chunks).
     done: usize,
     reply: Reply,
@@ -211,7 +221,7 @@ impl Worker {
                 self.jobs.retain(|j| j.seq != seq);
                 self.broken.remove(&seq);
             }
-            Msg::Step { seq, ids, reply } => {
+            Msg::Step { seq, ids, embeds, reply } => {
                 let new = !self.caches.contains_key(&seq);
                 if let Some(e) = self.broken.get(&seq) {
                     let _ = reply.send(Err(e.clone()));
@@ -230,7 +240,7 @@ impl Worker {
                         self.limits.max_waiting
                     ))));
                 } else {
-                    self.jobs.push_back(Job { seq, ids, done: 0, reply, since: Instant::now() });
+                    self.jobs.push_back(Job { seq, ids, embeds, done: 0, reply, since: Instant::now() });
                 }
             }
         }
@@ -336,7 +346,14 @@ impl Worker {
                 .zip(caches.iter_mut())
                 .map(|(&(i, n), (_, cache))| {
                     let j = &self.jobs[i];
-                    Step { ids: &j.ids[j.done..j.done + n], cache }
+                    let range = j.done..j.done + n;
+                    let embeds = j
+                        .embeds
+                        .iter()
+                        .filter(|e| range.contains(&e.0))
+                        .map(|(r, e)| (r - j.done, e.as_slice()))
+                        .collect();
+                    Step { ids: &j.ids[range], cache, embeds }
                 })
                 .collect();
             self.model.decoder.forward_batch(&mut steps)

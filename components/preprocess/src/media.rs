@@ -1,0 +1,126 @@
+//! The media parts of chat messages, turned into what the model reads: images
+//! into normalised tiles, videos into uniformly sampled frames, WAV audio into a
+//! Whisper log-mel, each with the number of placeholder tokens its embeddings
+//! take. The shapes come from the model's metadata; the work is `reka-media`'s.
+
+use crate::fetch;
+use crate::reka::inference::types::{ContentPart, MediaKind};
+use reka_media::{ImageSpec, Limits, MediaError};
+use reka_protocol::{ImageInfo, MediaInfo, ModelInfo};
+
+/// One media part, preprocessed.
+pub struct Prepared {
+    pub kind: MediaKind,
+    pub tokens: u32,
+    pub items: u32,
+    pub data: Vec<f32>,
+}
+
+/// Text that stands for media item `i` in a rendered prompt. The two
+/// characters are Unicode annotation marks, which user text cannot bring in
+/// ([`scrub`] replaces them).
+pub fn marker(i: usize) -> String {
+    format!("{OPEN}{i}{CLOSE}")
+}
+const OPEN: char = '\u{FFF9}';
+const CLOSE: char = '\u{FFFB}';
+
+/// User text with the marker characters replaced.
+pub fn scrub(text: &str) -> String {
+    text.replace([OPEN, CLOSE], "\u{FFFD}")
+}
+
+/// Splits a rendered prompt at the markers: text pieces and media indices, in order.
+pub fn split(text: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(OPEN) {
+        let after = &rest[i + OPEN.len_utf8()..];
+        let Some(j) = after.find(CLOSE) else { break };
+        let Ok(n) = after[..j].parse::<usize>() else { break };
+        if i > 0 {
+            out.push(Piece::Text(&rest[..i]));
+        }
+        out.push(Piece::Media(n));
+        rest = &after[j + CLOSE.len_utf8()..];
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest));
+    }
+    out
+}
+
+/// A piece of a rendered prompt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Text(&'a str),
+    Media(usize),
+}
+
+fn spec(i: &ImageInfo, tiles: bool) -> ImageSpec {
+    ImageSpec { size: i.size, mean: i.mean, std: i.std, max_tiles: if tiles { i.max_tiles } else { 1 } }
+}
+
+fn refused(info: &ModelInfo, what: &str) -> String {
+    format!("the model `{}` does not read {what}; it reads {}", info.name, info.modalities().join(", "))
+}
+
+/// Fetches and preprocesses one media part (`None` for a text part).
+pub fn prepare(info: &ModelInfo, part: &ContentPart) -> Result<Option<Prepared>, String> {
+    let media: Option<&MediaInfo> = info.media.as_ref();
+    let limits = Limits::default();
+    let bad = |what: &str, e: MediaError| format!("{what}: {e}");
+    Ok(Some(match part {
+        ContentPart::Text(_) => return Ok(None),
+        ContentPart::Image(url) => {
+            let img = media.and_then(|m| m.image.as_ref()).ok_or_else(|| refused(info, "images"))?;
+            let bytes = fetch::bytes(url, limits.max_bytes)?;
+            let px = reka_media::image_tiles(&bytes, &spec(img, true), &limits).map_err(|e| bad("image", e))?;
+            Prepared { kind: MediaKind::Image, tokens: px.n as u32 * img.tokens_per_tile, items: px.n as u32, data: px.data }
+        }
+        ContentPart::Video(urls) => {
+            let (img, vid) = media
+                .and_then(|m| Some((m.image.as_ref()?, m.video.as_ref()?)))
+                .ok_or_else(|| refused(info, "video"))?;
+            let frames = vid.frames as usize;
+            let px = match urls.as_slice() {
+                [] => return Err("a video part needs a URL or a list of frame URLs".into()),
+                [one] => {
+                    let bytes = fetch::bytes(one, limits.max_bytes)?;
+                    reka_media::video_frames(&bytes, frames, &spec(img, false), &limits)
+                }
+                many => {
+                    let all = many.iter().map(|u| fetch::bytes(u, limits.max_bytes)).collect::<Result<Vec<_>, _>>()?;
+                    let refs: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
+                    reka_media::video_from_images(&refs, frames, &spec(img, false), &limits)
+                }
+            }
+            .map_err(|e| bad("video", e))?;
+            Prepared { kind: MediaKind::Video, tokens: px.n as u32 * vid.tokens_per_frame, items: px.n as u32, data: px.data }
+        }
+        ContentPart::Audio(url) => {
+            let aud = media.and_then(|m| m.audio.as_ref()).ok_or_else(|| refused(info, "audio"))?;
+            let limits = Limits { max_audio_seconds: aud.max_seconds, ..limits };
+            let bytes = fetch::bytes(url, limits.max_bytes)?;
+            let mel = reka_media::audio_features(&bytes, aud.n_mels as usize, &limits).map_err(|e| bad("audio", e))?;
+            if mel.frames == 0 {
+                return Err("audio: the WAV holds no samples".into());
+            }
+            let frames = mel.frames as u32;
+            Prepared { kind: MediaKind::Audio, tokens: aud.tokens(frames), items: frames, data: mel.data }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_split_back_out_and_user_text_cannot_forge_them() {
+        let text = format!("a{}b{}{}", marker(0), marker(1), marker(12));
+        assert_eq!(split(&text), [Piece::Text("a"), Piece::Media(0), Piece::Text("b"), Piece::Media(1), Piece::Media(12)]);
+        let forged = scrub(&format!("x{}y", marker(3)));
+        assert_eq!(split(&forged), [Piece::Text(&forged)]);
+    }
+}

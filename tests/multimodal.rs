@@ -158,6 +158,22 @@ fn image_video_and_audio_are_answered_with_media_tokens_in_usage() {
     let (text, usage) = streamed(&s, &audio);
     assert!(!text.is_empty());
     assert_eq!(usage["prompt_tokens_details"]["audio_tokens"], 25, "{usage}");
+
+    // Several media in one message, and media in two turns.
+    let small = data_url("image/png", &png(200, 150, [0, 0, 0]));
+    let body = json!({
+        "model": "smollm2-omni",
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": small}, {"type": "text", "text": "and"}, {"type": "image_url", "image_url": small}]},
+            {"role": "assistant", "content": "Two dark squares."},
+            {"role": "user", "content": [{"type": "audio_url", "audio_url": data_url("audio/wav", &wav(1.0, 16000))}]}
+        ],
+        "max_tokens": 4, "temperature": 0
+    });
+    let r = s.post_json("/v1/chat/completions", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = &r.json()["usage"]["prompt_tokens_details"];
+    assert_eq!((d["image_tokens"].as_u64(), d["audio_tokens"].as_u64()), (Some(128), Some(13)), "{d}");
 }
 
 #[test]
@@ -198,6 +214,59 @@ fn bad_media_get_a_400_naming_the_problem_and_the_server_keeps_serving() {
     let r = s.post_json("/v1/chat/completions", &chat(image(&good), false));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["usage"]["prompt_tokens_details"]["image_tokens"], 64);
+}
+
+/// Serves `body` at `/media` (and 404 elsewhere) on a loopback port, for
+/// `requests` requests; returns the port.
+fn serve_once(body: Vec<u8>, requests: usize) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    let port = listener.local_addr().expect("local address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests).flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            while reader.read_line(&mut String::new()).map(|n| n > 2).unwrap_or(false) {}
+            let mut w = &stream;
+            if line.starts_with("GET /media ") {
+                let _ = write!(w, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: image/png\r\n\r\n", body.len());
+                let _ = w.write_all(&body);
+            } else {
+                let _ = write!(w, "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn media_urls_are_fetched_from_allowed_hosts_only() {
+    let port = serve_once(png(64, 64, [9, 9, 200]), 2);
+    let dir = std::env::temp_dir().join(format!("reka-mm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let manifest = dir.join("spin.toml");
+    let app = support::root().join("target/wasm/reka-app.wasm");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"mm\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"reka\"\n\
+             [component.reka]\nsource = {:?}\nallowed_outbound_hosts = [\"http://127.0.0.1:{port}\"]\n",
+            app.display().to_string()
+        ),
+    )
+    .expect("writing the manifest");
+    let s = Server::start_manifest_model(&manifest, &support::multimodal_model(), "smollm2-omni");
+    let url = |path: &str| json!([{"type": "image_url", "image_url": {"url": format!("http://127.0.0.1:{port}{path}")}}]);
+    let r = s.post_json("/v1/chat/completions", &chat(url("/media"), false));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["usage"]["prompt_tokens_details"]["image_tokens"], 64);
+    let m = error_message(&s, url("/missing.png"));
+    assert!(m.contains("HTTP 404"), "{m}");
+    // Another port of the same host is not in the list.
+    let m = error_message(&s, json!([{"type": "image_url", "image_url": format!("http://127.0.0.1:{}/media", port.wrapping_add(1))}]));
+    assert!(m.contains("allowed_outbound_hosts"), "{m}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

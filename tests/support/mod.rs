@@ -65,6 +65,11 @@ impl Server {
         Self::launch(&root().join("spin.toml"), model, name, extra)
     }
 
+    /// Starts `reka-host serve` with `manifest`, serving `model` as `name`.
+    pub fn start_manifest_model(manifest: &std::path::Path, model: &std::path::Path, name: &str) -> Server {
+        Self::launch(manifest, model, name, &[])
+    }
+
     /// Starts `reka-host serve` with the repository's spin.toml and the models
     /// of a runtime config.
     pub fn start_runtime_config(config: &std::path::Path) -> Server {

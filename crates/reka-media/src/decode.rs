@@ -51,6 +51,20 @@ impl Format {
         }
     }
 
+    /// The dimensions written in the first header, for the formats that keep
+    /// them at a fixed place (PNG's IHDR, GIF's logical screen). The decoders'
+    /// own header reading can fail on a huge image before it reports them (on
+    /// wasm32 the buffer size they compute overflows a 32-bit usize).
+    fn header_dimensions(self, b: &[u8]) -> Option<(u32, u32)> {
+        let be = |i: usize| Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?));
+        let le16 = |i: usize| Some(u32::from(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?)));
+        match self {
+            Format::Png if b.get(12..16) == Some(b"IHDR") => Some((be(16)?, be(20)?)),
+            Format::Gif => Some((le16(6)?, le16(8)?)),
+            _ => None,
+        }
+    }
+
     fn image_format(self) -> ImageFormat {
         match self {
             Format::Png => ImageFormat::Png,
@@ -108,7 +122,7 @@ pub(crate) fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<RgbImage, Medi
     // huge header with a generic memory error): a bomb gets the pixel message.
     let mut header = ImageReader::with_format(Cursor::new(bytes), format.image_format());
     header.no_limits();
-    if let Ok((w, h)) = header.into_dimensions() {
+    if let Some((w, h)) = header.into_dimensions().ok().or_else(|| format.header_dimensions(bytes)) {
         check_pixels(w, h, limits)?;
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());

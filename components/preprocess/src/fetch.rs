@@ -54,6 +54,9 @@ fn data_url(rest: &str, max_bytes: usize) -> Result<Vec<u8>, String> {
     let bytes = engine
         .decode(data.trim())
         .map_err(|e| format!("the data: URL's base64 does not decode: {e}"))?;
+    if bytes.len() > max_bytes {
+        return Err(format!("the media is larger than {max_bytes} bytes"));
+    }
     Ok(bytes)
 }
 

@@ -197,7 +197,7 @@ impl MediaSpan {
 
     /// Reads the rows of a [`MEDIA`] tensor.
     pub fn from_rows(v: &[i32]) -> Result<Vec<MediaSpan>, String> {
-        if v.len() % 4 != 0 {
+        if !v.len().is_multiple_of(4) {
             return Err(format!("{MEDIA} must be [m, 4] i32, got {} values", v.len()));
         }
         v.chunks_exact(4)

@@ -78,7 +78,7 @@ impl VisionTower {
     pub fn new(vit: Vit, proj: Projector, size: usize, pool: usize, max_tiles: u32, video_frames: u32, video_pool: usize) -> Result<Self> {
         let p = vit.patch_size();
         let grid = size / p.max(1);
-        if size % p != 0 || pool == 0 || video_pool == 0 || grid % pool != 0 || grid % video_pool != 0 {
+        if p == 0 || pool == 0 || video_pool == 0 || !size.is_multiple_of(p) || !grid.is_multiple_of(pool) || !grid.is_multiple_of(video_pool) {
             bail!("image_size {size} must be a multiple of the patch size {p}, and its {grid}×{grid} grid divisible by pool {pool} and video_pool {video_pool}");
         }
         Ok(Self { vit, proj, size, pool, max_tiles, video_frames, video_pool })

@@ -19,16 +19,19 @@ pub struct RequestState {
     outbound: OutboundPolicy,
 }
 
-/// Environment variable that lists the served models and their input
-/// modalities (default first; see [`Models::listing`]).
+/// Environment variable that lists the served model names (default first).
 pub const MODELS_ENV: &str = "REKA_MODELS";
+/// Environment variable that lists the served models with their input
+/// modalities (default first; see [`Models::listing`]).
+pub const MODEL_INPUTS_ENV: &str = "REKA_MODEL_INPUTS";
 
 impl RequestState {
     /// State for one request to `component`.
     pub fn new(component: &AppComponent, models: &Models, outbound: OutboundPolicy) -> Result<Self> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
-        wasi.env(MODELS_ENV, models.listing());
+        wasi.env(MODELS_ENV, models.names().join(","));
+        wasi.env(MODEL_INPUTS_ENV, models.listing());
         for (k, v) in &component.env {
             wasi.env(k, v);
         }

@@ -18,9 +18,10 @@ fn served_models() -> Vec<String> {
 }
 
 /// The served models and their input modalities: the host writes
-/// `name[text+image],other[text]`.
+/// `name[text+image],other[text]` (a plain name list is read as text only).
 fn served() -> Vec<(String, Vec<String>)> {
-    std::env::var("REKA_MODELS")
+    std::env::var("REKA_MODEL_INPUTS")
+        .or_else(|_| std::env::var("REKA_MODELS"))
         .unwrap_or_default()
         .split(',')
         .filter(|s| !s.is_empty())

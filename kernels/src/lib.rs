@@ -95,6 +95,13 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     candle_nn::ops::silu(gate)? * up
 }
 
+/// [`swiglu`] in place on plain rows: `gate[i] = silu(gate[i]) · up[i]`.
+pub fn swiglu_rows(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
 /// Reference for [`swiglu`]: `gate / (1 + exp(-gate)) * up`.
 pub fn swiglu_slow(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     let sig = (gate.neg()?.exp()? + 1.0)?.recip()?;
@@ -157,6 +164,10 @@ mod tests {
         let u = randn(&[4, 96])?;
         let d = max_abs_diff(&swiglu(&g, &u)?, &swiglu_slow(&g, &u)?)?;
         assert!(d < 1e-5, "swiglu max |Δ| = {d}");
+        let mut rows: Vec<f32> = g.flatten_all()?.to_vec1()?;
+        swiglu_rows(&mut rows, &u.flatten_all()?.to_vec1::<f32>()?);
+        let d = max_abs_diff(&Tensor::from_vec(rows, (4, 96), g.device())?, &swiglu_slow(&g, &u)?)?;
+        assert!(d < 1e-5, "swiglu_rows max |Δ| = {d}");
         let d = max_abs_diff(&softmax_last_dim(&g)?, &softmax_last_dim_slow(&g)?)?;
         assert!(d < 1e-6, "softmax max |Δ| = {d}");
         Ok(())

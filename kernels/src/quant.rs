@@ -271,6 +271,24 @@ pub fn matmul(w: &QMatrix, x: &[f32], t: usize) -> Vec<f32> {
     crate::rows_to_tokens(yt, w.rows, t)
 }
 
+/// [`matmul`] of several weights that read the same activations (Q, K and V;
+/// gate and up): the activations are quantized once and all weights' rows are
+/// shared out in one parallel pass, so the threads meet once, not per weight.
+pub fn matmul_many(ws: &[&QMatrix], x: &[f32], t: usize) -> Vec<Vec<f32>> {
+    let Some(first) = ws.first() else { return Vec::new() };
+    assert!(ws.iter().all(|w| w.cols == first.cols), "weights of one pass share their input width");
+    assert!(x.len() >= t * first.cols, "activations shorter than t × cols");
+    let acts: Vec<Q8Row> = x.chunks_exact(first.cols).take(t).map(quantize_q8).collect();
+    let mut yts: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; w.rows * t]).collect();
+    let tasks: Vec<(&QMatrix, usize, &mut [f32])> = ws
+        .iter()
+        .zip(yts.iter_mut())
+        .flat_map(|(w, yt)| yt.chunks_mut(ROWS_PER_TASK * t).enumerate().map(move |(i, out)| (*w, i * ROWS_PER_TASK, out)))
+        .collect();
+    tasks.into_par_iter().for_each(|(w, start, out)| task(w, start, &acts, out));
+    ws.iter().zip(yts).map(|(w, yt)| crate::rows_to_tokens(yt, w.rows, t)).collect()
+}
+
 /// Reference for [`matmul`]: dequantized weights times unquantized activations.
 pub fn matmul_slow(w: &QMatrix, x: &[f32], t: usize) -> Vec<f32> {
     let mut row = vec![0f32; w.cols];
@@ -358,6 +376,25 @@ mod tests {
                 assert_eq!(&all[j * rows..(j + 1) * rows], &one[..], "{qt:?} row {j}");
             }
         }
+    }
+
+    /// One pass over several weights gives each weight's own matmul, bit for bit.
+    #[test]
+    fn matmul_many_equals_one_matmul_per_weight() {
+        let (cols, t) = (64, 5);
+        let x = noise(5, t * cols);
+        for qt in [QType::Q4_0, QType::Q4_1, QType::Q8_0] {
+            let ms: Vec<QMatrix> = [(70, 6), (33, 7), (128, 8)]
+                .iter()
+                .map(|&(rows, seed)| candle_matrix(qt, &noise(seed, rows * cols), rows, cols).0)
+                .collect();
+            let refs: Vec<&QMatrix> = ms.iter().collect();
+            let many = matmul_many(&refs, &x, t);
+            for (m, y) in ms.iter().zip(&many) {
+                assert_eq!(y, &matmul(m, &x, t), "{qt:?} {} rows", m.rows);
+            }
+        }
+        assert!(matmul_many(&[], &x, t).is_empty());
     }
 
     #[test]

@@ -74,6 +74,28 @@ impl Linear {
     }
 }
 
+/// `[t, rows]` results of several linears that read the same `x` `[t, in]`:
+/// block weights share one quantization of `x` and one parallel pass.
+pub fn forward_many(ls: &[&Linear], x: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let blocks: Option<Vec<&QMatrix>> = ls
+        .iter()
+        .map(|l| match l {
+            Linear::Blocks(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    match blocks {
+        Some(ms) if !ms.is_empty() => {
+            let (t, xs) = rows_of(x, ms[0].cols)?;
+            if ms.iter().any(|m| m.cols != ms[0].cols) {
+                return Err(candle_core::Error::Msg("linears of one pass must share their input width".into()));
+            }
+            Ok(quant::matmul_many(&ms, &xs, t))
+        }
+        _ => ls.iter().map(|l| l.forward(x)?.flatten_all()?.to_vec1::<f32>()).collect(),
+    }
+}
+
 /// The activation rows of `x` `[t, cols]` as one f32 slice.
 fn rows_of(x: &Tensor, want: usize) -> Result<(usize, Vec<f32>)> {
     let (t, cols) = x.dims2()?;

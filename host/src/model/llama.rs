@@ -183,9 +183,7 @@ impl Llama {
             let a = self.attention(i, b, &h, &pos, steps)?;
             x = (x + a)?;
             let h = k::rms_norm(&x, &b.ffn_norm, self.cfg.rms_norm_eps as f32)?;
-            let m = b
-                .w_down
-                .forward(&k::swiglu(&b.w_gate.forward(&h)?, &b.w_up.forward(&h)?)?)?;
+            let m = b.w_down.forward(&self.gated(b, &h)?)?;
             x = (x + m)?;
         }
         let mut last = Vec::with_capacity(steps.len());
@@ -198,6 +196,17 @@ impl Llama {
         let last = Tensor::cat(&last, 0)?;
         let last = k::rms_norm(&last, &self.w.final_norm, self.cfg.rms_norm_eps as f32)?;
         self.w.lm_head.forward(&last)?.to_dtype(DType::F32)?.to_vec2()
+    }
+
+    /// The MLP's `silu(gate(h)) · up(h)`, both projections in one pass.
+    fn gated(&self, b: &Block, h: &Tensor) -> Result<Tensor> {
+        let [mut g, u]: [Vec<f32>; 2] = super::linear::forward_many(&[&b.w_gate, &b.w_up], h)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("two projections expected".into()))?;
+        k::swiglu_rows(&mut g, &u);
+        let rows = h.dim(0)?;
+        let cols = g.len() / rows.max(1);
+        Tensor::from_vec(g, (rows, cols), &self.device)
     }
 
     /// `x` `[rows, hidden]` with the steps' given embeddings in their rows.
@@ -229,10 +238,12 @@ impl Llama {
             scale: 1.0 / (c.head_dim as f32).sqrt(),
             round_probs: c.attn_f16,
         };
-        let rows = |w: &Linear| -> Result<Vec<f32>> { w.forward(h)?.flatten_all()?.to_vec1() };
-        let (mut q, mut kk, mut v) = (rows(&b.wq)?, rows(&b.wk)?, rows(&b.wv)?);
+        let [mut q, mut kk, v]: [Vec<f32>; 3] = super::linear::forward_many(&[&b.wq, &b.wk, &b.wv], h)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("three projections expected".into()))?;
         attn::rope_rows(&mut q, c.head_dim, pos, &self.cos, &self.sin, c.rope_style);
         attn::rope_rows(&mut kk, c.head_dim, pos, &self.cos, &self.sin, c.rope_style);
+        let mut v = v;
         if c.attn_f16 {
             // llama.cpp keeps the KV cache, the queries and the attention weights
             // at f16 by default.

@@ -2,6 +2,7 @@
 //! components over HTTP and runs the models natively behind `wasi:nn`.
 
 pub mod bench;
+pub mod bench_media;
 pub mod checkpoint_writer;
 pub mod errors;
 pub mod fetch;

@@ -40,6 +40,19 @@ enum Cmd {
     },
     /// Download, verify and cache the default models (text and multimodal).
     Fetch,
+    /// Time to first token of media requests to a multimodal model, and its
+    /// encoders alone (one table).
+    BenchMedia {
+        /// The multimodal model's .json config (default: smollm2-omni, fetched).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The Spin manifest of the app to measure.
+        #[arg(long, default_value = "spin.toml")]
+        manifest: PathBuf,
+        /// Requests per row (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
     /// Measure the engine alone, the full HTTP path and llama.cpp side by side.
     Bench {
         /// A GGUF file or checkpoint directory (default: the default model).
@@ -222,6 +235,14 @@ fn main() -> Result<()> {
             dtype,
             shard_gb,
         } => write_checkpoint(&preset, &out, seed, dtype, shard_gb),
+        Cmd::BenchMedia { model, manifest, repeats } => {
+            let spec = match model {
+                Some(p) => model_spec(Some(p), None)?,
+                None => ModelSpec { name: fetch::MULTIMODAL_NAME.into(), path: fetch::ensure_multimodal(&fetch::cache_dir())? },
+            };
+            let loaded = load(&spec, model::WeightDtype::Auto)?;
+            reka_host::bench_media::run(loaded, &reka_host::bench_media::MediaBenchSpec { manifest, model_name: spec.name, repeats })
+        }
         Cmd::Serve {
             listen,
             manifest,

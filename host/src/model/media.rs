@@ -226,6 +226,42 @@ impl Towers {
     }
 }
 
+impl Towers {
+    /// Median milliseconds of each encoder (with its projector) on the shapes
+    /// requests bring: 1 and 5 image tiles, 8 video frames, 10 s and 30 s of audio.
+    pub fn time_encoders(&self, repeats: usize) -> Result<Vec<(String, f64)>> {
+        let time = |f: &dyn Fn() -> candle_core::Result<Tensor>| -> Result<f64> {
+            let mut v = Vec::new();
+            for _ in 0..repeats.max(1) {
+                let t0 = std::time::Instant::now();
+                f()?;
+                v.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+            v.sort_by(f64::total_cmp);
+            Ok(v[v.len() / 2])
+        };
+        let mut out = Vec::new();
+        if let Some(v) = &self.vision {
+            let px = |n: usize| vec![0.1f32; n * 3 * v.size * v.size];
+            let (one, five) = (px(1), px(5));
+            out.push(("image, 1 tile".to_string(), time(&|| v.embed(&one, 1, v.pool))?));
+            out.push(("image, 5 tiles".to_string(), time(&|| v.embed(&five, 5, v.pool))?));
+            if v.video_frames > 0 {
+                let n = v.video_frames as usize;
+                let frames = px(n);
+                out.push((format!("video, {n} frames"), time(&|| v.embed(&frames, n, v.video_pool))?));
+            }
+        }
+        if let Some(a) = &self.audio {
+            for frames in [1000usize, 3000] {
+                let mel: Vec<f32> = (0..a.n_mels * frames).map(|i| ((i % 97) as f32 / 97.0) - 0.5).collect();
+                out.push((format!("audio, {} s", frames / 100), time(&|| a.embed(&mel, frames))?));
+            }
+        }
+        Ok(out)
+    }
+}
+
 fn check(tokens: usize, want: usize) -> Result<(), String> {
     if tokens == want {
         Ok(())

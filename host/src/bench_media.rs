@@ -48,10 +48,8 @@ fn wav(seconds: f32) -> Vec<u8> {
     let rate = 16_000u32;
     let n = (seconds * rate as f32) as u32;
     let mut b = Vec::with_capacity(44 + 2 * n as usize);
-    for (tag, v) in [(&b"RIFF"[..], 36 + 2 * n)] {
-        b.extend_from_slice(tag);
-        b.extend_from_slice(&v.to_le_bytes());
-    }
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + 2 * n).to_le_bytes());
     b.extend_from_slice(b"WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00");
     b.extend_from_slice(&rate.to_le_bytes());
     b.extend_from_slice(&(2 * rate).to_le_bytes());

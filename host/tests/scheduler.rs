@@ -54,3 +54,16 @@ fn when_memory_runs_out_the_newest_session_gives_way() {
     let d = engine.open();
     assert!(engine.step(d, prompt).is_ok(), "b's memory is free again");
 }
+
+/// Two models loaded from one file share their weights (a multimodal model and
+/// the text model it extends), under their own names; other dtypes do not.
+#[test]
+fn models_of_one_file_share_one_decoder() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reka_tiny");
+    let a = model::load("tiny-a", &dir).expect("loads");
+    let b = model::load("tiny-b", &dir).expect("loads");
+    assert!(Arc::ptr_eq(&a.decoder, &b.decoder));
+    assert_eq!((a.info.name.as_str(), b.info.name.as_str()), ("tiny-a", "tiny-b"));
+    let c = model::load_as("tiny-c", &dir, model::WeightDtype::F32).expect("loads");
+    assert!(!Arc::ptr_eq(&a.decoder, &c.decoder));
+}

@@ -18,13 +18,16 @@ pub mod tokenizer_json;
 use anyhow::{Context, Result};
 use reka_protocol::{ModelInfo, VocabSpec};
 use reka_tokenizer::Tokenizer;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 pub use llama::{KvCache, Llama, Step};
 
 /// A model ready to serve: weights plus what guests need to talk to it.
 pub struct LoadedModel {
-    pub decoder: Llama,
+    /// Shared with any other model of this process that loaded the same file
+    /// (a multimodal model and the text model it extends hold one copy).
+    pub decoder: Arc<Llama>,
     pub info: ModelInfo,
     /// The model's tokenizer, for the native paths.
     pub tokenizer: Tokenizer,
@@ -73,12 +76,14 @@ pub fn load_as(name: &str, path: &Path, dtype: WeightDtype) -> Result<LoadedMode
     if path.extension().is_some_and(|e| e == "json") {
         return multimodal::load(name, path, dtype);
     }
-    let (decoder, info, vocab) = if path.is_dir() {
-        safetensors::load(name, path, dtype)
-            .with_context(|| format!("loading checkpoint directory {}", path.display()))?
-    } else {
-        gguf::load(name, path).with_context(|| format!("loading GGUF file {}", path.display()))?
-    };
+    let (decoder, mut info, vocab) = shared_or_load(path, dtype, || {
+        if path.is_dir() {
+            safetensors::load(name, path, dtype).with_context(|| format!("loading checkpoint directory {}", path.display()))
+        } else {
+            gguf::load(name, path).with_context(|| format!("loading GGUF file {}", path.display()))
+        }
+    })?;
+    info.name = name.to_string();
     let tokenizer = Tokenizer::new(&vocab).context("building the tokenizer")?;
     Ok(LoadedModel {
         decoder,
@@ -88,6 +93,27 @@ pub fn load_as(name: &str, path: &Path, dtype: WeightDtype) -> Result<LoadedMode
         tokenizer,
         media: None,
     })
+}
+
+/// Decoders loaded by this process, by file and dtype, held weakly: loading the
+/// same file again while one is alive shares its weights.
+type Loads = Vec<(PathBuf, WeightDtype, Weak<Llama>, ModelInfo, VocabSpec)>;
+static LOADS: Mutex<Loads> = Mutex::new(Vec::new());
+
+/// The live decoder loaded from `path` as `dtype`, or `load`'s, remembered.
+/// Loads hold the lock, so two loads of one file never make two copies.
+fn shared_or_load(path: &Path, dtype: WeightDtype, load: impl FnOnce() -> Result<Loaded>) -> Result<(Arc<Llama>, ModelInfo, VocabSpec)> {
+    let key = std::fs::canonicalize(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut loads = LOADS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loads.retain(|l| l.2.strong_count() > 0);
+    let live = loads.iter().find(|l| l.0 == key && l.1 == dtype);
+    if let Some((d, info, vocab)) = live.and_then(|l| Some((l.2.upgrade()?, l.3.clone(), l.4.clone()))) {
+        return Ok((d, info, vocab));
+    }
+    let (decoder, info, vocab) = load()?;
+    let decoder = Arc::new(decoder);
+    loads.push((key, dtype, Arc::downgrade(&decoder), info.clone(), vocab.clone()));
+    Ok((decoder, info, vocab))
 }
 
 /// What a loader returns: the decoder, the guests' model info, the vocabulary.

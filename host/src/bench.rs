@@ -237,26 +237,48 @@ fn peak_rss_mib() -> f64 {
 }
 
 /// Runs every measurement and prints the table.
+/// The app served in this process on a loopback port, for the benches.
+pub struct LocalServer {
+    pub addr: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: std::thread::JoinHandle<Result<()>>,
+}
+
+impl LocalServer {
+    /// Serves `app` with `models` on a free loopback port, on its own runtime.
+    pub fn start(app: manifest::App, models: nn::Models) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let serving = std::thread::spawn(move || -> Result<()> {
+            rt.block_on(async move {
+                let engine = server::engine()?;
+                let srv = Arc::new(server::Server::new(&engine, app, models)?);
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                addr_tx.send(listener.local_addr()?.to_string())?;
+                srv.serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        });
+        let addr = addr_rx.recv().context("the bench server did not start")?;
+        Ok(Self { addr, stop, serving })
+    }
+
+    /// Stops serving and waits for the server thread.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.serving.join();
+    }
+}
+
 pub fn run(model: LoadedModel, spec: &BenchSpec) -> Result<()> {
     let model = Arc::new(model);
     let app = manifest::App::load(&spec.manifest)?;
     let models = nn::Models::new(vec![(spec.model_name.clone(), model.clone())])?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let serving = std::thread::spawn(move || -> Result<()> {
-        rt.block_on(async move {
-            let engine = server::engine()?;
-            let srv = Arc::new(server::Server::new(&engine, app, models)?);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            addr_tx.send(listener.local_addr()?.to_string())?;
-            srv.serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    });
-    let addr = addr_rx.recv().context("the bench server did not start")?;
+    let server = LocalServer::start(app, models)?;
+    let addr = server.addr.clone();
     let mut rows = native_rows(&model, spec)?;
     rows.extend(http_rows(&addr, spec)?);
     if let Some(py) = &spec.llama_python {
@@ -268,8 +290,7 @@ pub fn run(model: LoadedModel, spec: &BenchSpec) -> Result<()> {
         }
     }
     let (p50, p99) = overhead(&addr, spec.overhead_requests)?;
-    let _ = stop.send(());
-    let _ = serving.join();
+    server.stop();
 
     println!("model {} ({}), prompt {:?}, {} tokens, {} threads\n", spec.model_name, spec.model_path.display(), spec.prompt, spec.max_tokens, spec.threads);
     println!("| path | streams | time to first token (ms) | decode tok/s per stream | aggregate tok/s |");

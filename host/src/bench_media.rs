@@ -5,7 +5,8 @@
 //! sampled frames) and audio (WAV); and the encoders alone on the same shapes.
 
 use crate::model::LoadedModel;
-use crate::{manifest, nn, server};
+use crate::bench::LocalServer;
+use crate::{manifest, nn};
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -105,22 +106,8 @@ pub fn run(model: LoadedModel, spec: &MediaBenchSpec) -> Result<()> {
     let model = Arc::new(model);
     let app = manifest::App::load(&spec.manifest)?;
     let models = nn::Models::new(vec![(spec.model_name.clone(), model)])?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let serving = std::thread::spawn(move || -> Result<()> {
-        rt.block_on(async move {
-            let engine = server::engine()?;
-            let srv = Arc::new(server::Server::new(&engine, app, models)?);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            addr_tx.send(listener.local_addr()?.to_string())?;
-            srv.serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    });
-    let addr = addr_rx.recv().context("the bench server did not start")?;
+    let server = LocalServer::start(app, models)?;
+    let addr = server.addr.clone();
     let image = |url: String| serde_json::json!({"type": "image_url", "image_url": {"url": url}});
     let cases: Vec<(&str, Option<serde_json::Value>)> = vec![
         ("text only", None),
@@ -137,8 +124,7 @@ pub fn run(model: LoadedModel, spec: &MediaBenchSpec) -> Result<()> {
         }
         rows.push((name, median(times)));
     }
-    let _ = stop.send(());
-    let _ = serving.join();
+    server.stop();
     println!("model {}, median of {} requests each\n", spec.model_name, spec.repeats.max(1));
     println!("| request (full path, streamed) | time to first token (ms) |");
     println!("|---|---:|");

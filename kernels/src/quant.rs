@@ -71,6 +71,11 @@ impl QMatrix {
         Ok(QMatrix { qtype, rows, cols, data })
     }
 
+    /// The raw block bytes, row-major (what a GPU upload copies).
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
     fn row(&self, r: usize) -> &[u8] {
         let n = self.cols / BLOCK * self.qtype.block_bytes();
         &self.data[r * n..(r + 1) * n]

@@ -1,7 +1,9 @@
 //! Native CUDA kernels for the decoder's hot path (the `cuda` feature): fused
-//! RMSNorm, RoPE with the KV-cache append, decode attention over a bf16 KV cache
-//! (GQA-aware), SwiGLU, residual add, embedding lookup, and bf16 GEMV (batched
-//! up to 32 activation rows per weight pass) with f32 accumulation.
+//! RMSNorm, RoPE with the KV-cache append, decode attention over a bf16 or f16
+//! KV cache (GQA-aware), SwiGLU, residual add, embedding lookup, bf16/f16 GEMV
+//! (batched up to 32 activation rows per weight pass) with f32 accumulation, and
+//! GEMV over GGUF blocks (Q4_0, Q4_1, Q8_0) with 8-bit activations in
+//! llama.cpp's numerics, as the CPU build computes them.
 //!
 //! The CUDA C lives in `source.cu` and is compiled at run time with NVRTC for
 //! the device's architecture, so the build needs neither nvcc nor libcuda.
@@ -12,10 +14,12 @@
 #![allow(unsafe_code)]
 
 mod ops;
+mod qops;
 #[cfg(test)]
 mod tests;
 
-pub use ops::AttnShape;
+pub use ops::{AttnShape, KvType, WeightBits};
+pub use qops::Q8Acts;
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::{CompileOptions, Ptx};
@@ -35,12 +39,35 @@ pub const KERNELS: &[&str] = &[
     "gemv_bf16_8",
     "gemv_bf16_16",
     "gemv_bf16_32",
-    "rope_kv_append",
-    "attention_d4",
-    "attention_d8",
+    "gemv_f16_1",
+    "gemv_f16_2",
+    "gemv_f16_4",
+    "gemv_f16_8",
+    "gemv_f16_16",
+    "gemv_f16_32",
+    "rope_kv_append_bf16",
+    "rope_kv_append_f16",
+    "attention_bf16_d4",
+    "attention_bf16_d8",
+    "attention_f16_d4",
+    "attention_f16_d8",
     "swiglu",
     "add_f32",
     "embedding",
+    "quantize_q8",
+    "gemv_q4_0_1",
+    "gemv_q4_0_2",
+    "gemv_q4_0_4",
+    "gemv_q4_0_8",
+    "gemv_q4_1_1",
+    "gemv_q4_1_2",
+    "gemv_q4_1_4",
+    "gemv_q4_1_8",
+    "gemv_q8_0_1",
+    "gemv_q8_0_2",
+    "gemv_q8_0_4",
+    "gemv_q8_0_8",
+    "embedding_q",
 ];
 
 /// Why the GPU path cannot be used, or failed.
@@ -110,7 +137,9 @@ pub fn compile_ptx(arch: &str) -> Result<Ptx> {
     })
 }
 
-/// One CUDA device with the kernels loaded, and the stream they run on.
+/// One CUDA device with the kernels loaded, and the stream they run on; clones
+/// share them.
+#[derive(Clone)]
 pub struct Gpu {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,

@@ -41,11 +41,35 @@ impl AttnShape {
     }
 }
 
-fn int(x: usize, what: &str) -> Result<i32> {
+/// The 16-bit type of a dense weight matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightBits {
+    Bf16,
+    F16,
+}
+
+/// The element type of a KV cache: bf16, or f16 as llama.cpp keeps it (with
+/// the queries and softmax weights rounded to f16 too, `attn_f16`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvType {
+    Bf16,
+    F16,
+}
+
+impl KvType {
+    fn suffix(self) -> &'static str {
+        match self {
+            KvType::Bf16 => "bf16",
+            KvType::F16 => "f16",
+        }
+    }
+}
+
+pub(super) fn int(x: usize, what: &str) -> Result<i32> {
     i32::try_from(x).map_err(|_| GpuError::Shape(format!("{what} = {x} does not fit in i32")))
 }
 
-fn need(ok: bool, what: impl FnOnce() -> String) -> Result<()> {
+pub(super) fn need(ok: bool, what: impl FnOnce() -> String) -> Result<()> {
     if ok {
         Ok(())
     } else {
@@ -53,12 +77,12 @@ fn need(ok: bool, what: impl FnOnce() -> String) -> Result<()> {
     }
 }
 
-fn cfg(grid: usize, block: u32) -> LaunchConfig {
+pub(super) fn cfg(grid: usize, block: u32) -> LaunchConfig {
     LaunchConfig { grid_dim: (grid as u32, 1, 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 }
 }
 
 /// Grid for elementwise kernels with grid-stride loops.
-fn elementwise(n: usize) -> LaunchConfig {
+pub(super) fn elementwise(n: usize) -> LaunchConfig {
     cfg(n.div_ceil(256).clamp(1, 4096), 256)
 }
 
@@ -96,12 +120,13 @@ impl Gpu {
         Ok(())
     }
 
-    /// `y[b] (+)= W · x[b]` for `batch` rows; `w` is `[rows, cols]` bf16 bits,
-    /// `x` `[batch, cols]`, `y` `[batch, rows]`. Adds into `y` when `accumulate`.
-    /// Each weight pass serves up to 32 activation rows.
+    /// `y[b] (+)= W · x[b]` for `batch` rows; `w` is `[rows, cols]` 16-bit
+    /// values of type `bits`, `x` `[batch, cols]`, `y` `[batch, rows]`. Adds
+    /// into `y` when `accumulate`. Each weight pass serves up to 32 activation rows.
     #[allow(clippy::too_many_arguments)]
     pub fn gemv(
         &self,
+        bits: WeightBits,
         w: &CudaView<'_, u16>,
         rows: usize,
         cols: usize,
@@ -118,7 +143,8 @@ impl Gpu {
         let mut done = 0;
         while done < batch {
             let nb = [32, 16, 8, 4, 2, 1].into_iter().find(|&nb| nb <= batch - done).unwrap_or(1);
-            let f = self.func(&format!("gemv_bf16_{nb}"))?;
+            let kind = if bits == WeightBits::Bf16 { "bf16" } else { "f16" };
+            let f = self.func(&format!("gemv_{kind}_{nb}"))?;
             let xs = x.slice(done * cols..);
             let mut ys = y.slice_mut(done * rows..);
             let mut b = self.stream.launch_builder(f);
@@ -135,10 +161,11 @@ impl Gpu {
 
     /// Rotates q and k of `n_rows` rows of fused `qkv` and appends k and v to
     /// the caches. `meta` holds (position, capacity) per row and `caches` each
-    /// row's session cache base pointer (`[layer][K, V][cap][kv_width]` bf16).
+    /// row's session cache base pointer (`[layer][K, V][cap][kv_width]` of `kv`).
     #[allow(clippy::too_many_arguments)]
     pub fn rope_kv_append(
         &self,
+        kv: KvType,
         qkv: &mut CudaViewMut<'_, f32>,
         cos: &CudaSlice<f32>,
         sin: &CudaSlice<f32>,
@@ -158,21 +185,24 @@ impl Gpu {
         }
         let (layer, qh, kvh, hd) = (int(layer, "layer")?, int(shape.heads, "heads")?, int(shape.kv_heads, "kv")?, int(shape.head_dim, "hd")?);
         let inter = i32::from(style == RopeStyle::Interleaved);
-        let mut b = self.stream.launch_builder(self.func("rope_kv_append")?);
+        let mut b = self.stream.launch_builder(self.func(&format!("rope_kv_append_{}", kv.suffix()))?);
         b.arg(qkv).arg(cos).arg(sin).arg(meta).arg(caches).arg(&layer).arg(&qh).arg(&kvh).arg(&hd).arg(&inter);
-        // SAFETY: matches `rope_kv_append`; the caller guarantees that every
+        // SAFETY: matches `rope_kv_append_{bf16,f16}`; the caller guarantees that every
         // row's position is below its capacity and below the rotary tables'
         // length, and that each cache pointer is a live allocation of
-        // layers·2·cap·kv_width bf16 values (GpuKvCache upholds this).
+        // layers·2·cap·kv_width 16-bit values (GpuKvCache upholds this).
         unsafe { b.launch(cfg(n_rows, 128)) }?;
         Ok(())
     }
 
     /// Decode attention of `n_rows` rows (queries in `qkv`, rotated) over their
     /// sessions' caches, positions `0..=pos` each; writes `[n_rows, q_width]`.
+    /// `round_f16` rounds the queries and the softmax weights to f16 (llama.cpp).
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &self,
+        kv: KvType,
+        round_f16: bool,
         qkv: &CudaView<'_, f32>,
         out: &mut CudaViewMut<'_, f32>,
         meta: &CudaSlice<i32>,
@@ -188,12 +218,14 @@ impl Gpu {
         if n_rows == 0 {
             return Ok(());
         }
-        let (name, threads) = if shape.head_dim <= 128 { ("attention_d4", 256) } else { ("attention_d8", 128) };
+        let (d, threads) = if shape.head_dim <= 128 { ("d4", 256) } else { ("d8", 128) };
+        let name = format!("attention_{}_{d}", kv.suffix());
+        let round = i32::from(round_f16);
         let (layer, qh, kvh, hd) = (int(layer, "layer")?, int(shape.heads, "heads")?, int(shape.kv_heads, "kv")?, int(shape.head_dim, "hd")?);
-        let mut b = self.stream.launch_builder(self.func(name)?);
-        b.arg(qkv).arg(out).arg(meta).arg(caches).arg(&layer).arg(&qh).arg(&kvh).arg(&hd).arg(&scale);
+        let mut b = self.stream.launch_builder(self.func(&name)?);
+        b.arg(qkv).arg(out).arg(meta).arg(caches).arg(&layer).arg(&qh).arg(&kvh).arg(&hd).arg(&scale).arg(&round);
         let grid = LaunchConfig { grid_dim: (n_rows as u32, shape.kv_heads as u32, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: matches `attention_d4/d8` (head_dim ≤ 128 / ≤ 256, ≤ 8 query
+        // SAFETY: matches `attention_{bf16,f16}_d4/d8` (head_dim ≤ 128 / ≤ 256, ≤ 8 query
         // heads per kv head: checked); cache pointers as in rope_kv_append,
         // positions 0..=pos written before.
         unsafe { b.launch(grid) }?;

@@ -19,7 +19,42 @@ __device__ __forceinline__ bf16_t to_bf(float f) {
     return (bf16_t)(u >> 16);
 }
 
+// f32 <-> f16 bits (round to nearest even), through PTX: no cuda_fp16.h.
+__device__ __forceinline__ unsigned short to_h(float f) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+__device__ __forceinline__ float hf(unsigned short h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+__device__ __forceinline__ float round_h(float f) { return hf(to_h(f)); }
+
+// A KV cache element type: 16 bits stored, f32 computed.
+struct Bf16Kv {
+    static __device__ __forceinline__ float load(unsigned short h) { return bf(h); }
+    static __device__ __forceinline__ unsigned short store(float f) { return to_bf(f); }
+};
+struct F16Kv {
+    static __device__ __forceinline__ float load(unsigned short h) { return hf(h); }
+    static __device__ __forceinline__ unsigned short store(float f) { return to_h(f); }
+};
+
 __device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ int warp_isum(int v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
@@ -70,20 +105,31 @@ extern "C" __global__ void rms_norm(const float* __restrict__ x, const float* __
 // y[b, r] (+)= sum_c W[r, c] · x[b, c] for NB activation rows at once: one warp
 // per weight row, 16-byte loads of 8 bf16 weights, four in flight per lane,
 // every weight read once for all NB rows. cols % 8 == 0.
+// 16-bit weight types: the two values in a 32-bit word, widened.
+struct Bf16W {
+    static __device__ __forceinline__ float lo(unsigned w) { return bf_lo(w); }
+    static __device__ __forceinline__ float hi(unsigned w) { return bf_hi(w); }
+};
+struct F16W {
+    static __device__ __forceinline__ float lo(unsigned w) { return hf((unsigned short)(w & 0xffffu)); }
+    static __device__ __forceinline__ float hi(unsigned w) { return hf((unsigned short)(w >> 16)); }
+};
+
+template <typename WT>
 __device__ __forceinline__ void fma8(float& acc, uint4 w, const float* xb) {
     float4 a = *reinterpret_cast<const float4*>(xb);
     float4 c = *reinterpret_cast<const float4*>(xb + 4);
-    acc = fmaf(bf_lo(w.x), a.x, acc);
-    acc = fmaf(bf_hi(w.x), a.y, acc);
-    acc = fmaf(bf_lo(w.y), a.z, acc);
-    acc = fmaf(bf_hi(w.y), a.w, acc);
-    acc = fmaf(bf_lo(w.z), c.x, acc);
-    acc = fmaf(bf_hi(w.z), c.y, acc);
-    acc = fmaf(bf_lo(w.w), c.z, acc);
-    acc = fmaf(bf_hi(w.w), c.w, acc);
+    acc = fmaf(WT::lo(w.x), a.x, acc);
+    acc = fmaf(WT::hi(w.x), a.y, acc);
+    acc = fmaf(WT::lo(w.y), a.z, acc);
+    acc = fmaf(WT::hi(w.y), a.w, acc);
+    acc = fmaf(WT::lo(w.z), c.x, acc);
+    acc = fmaf(WT::hi(w.z), c.y, acc);
+    acc = fmaf(WT::lo(w.w), c.z, acc);
+    acc = fmaf(WT::hi(w.w), c.w, acc);
 }
 
-template <int NB>
+template <typename WT, int NB>
 __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ W, const float* __restrict__ x,
                                           float* __restrict__ y, int rows, int cols, int accumulate) {
     int row = (int)((blockIdx.x * (unsigned)blockDim.x + threadIdx.x) >> 5);
@@ -101,16 +147,16 @@ __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ W, const fl
 #pragma unroll
         for (int b = 0; b < NB; ++b) {
             const float* xb = x + (size_t)b * cols + 8 * i;
-            fma8(acc[b], w0, xb);
-            fma8(acc[b], w1, xb + 256);
-            fma8(acc[b], w2, xb + 512);
-            fma8(acc[b], w3, xb + 768);
+            fma8<WT>(acc[b], w0, xb);
+            fma8<WT>(acc[b], w1, xb + 256);
+            fma8<WT>(acc[b], w2, xb + 512);
+            fma8<WT>(acc[b], w3, xb + 768);
         }
     }
     for (; i < n8; i += 32) {
         uint4 w0 = ld_stream(wr + i);
 #pragma unroll
-        for (int b = 0; b < NB; ++b) fma8(acc[b], w0, x + (size_t)b * cols + 8 * i);
+        for (int b = 0; b < NB; ++b) fma8<WT>(acc[b], w0, x + (size_t)b * cols + 8 * i);
     }
 #pragma unroll
     for (int b = 0; b < NB; ++b) {
@@ -122,27 +168,35 @@ __device__ __forceinline__ void gemv_impl(const bf16_t* __restrict__ W, const fl
     }
 }
 
-#define GEMV(NB)                                                                              \
-    extern "C" __global__ void __launch_bounds__(256) gemv_bf16_##NB(                         \
+#define GEMV(NAME, WT, NB)                                                                    \
+    extern "C" __global__ void __launch_bounds__(256) NAME(                                   \
         const bf16_t* __restrict__ W, const float* __restrict__ x, float* __restrict__ y,     \
         int rows, int cols, int accumulate) {                                                 \
-        gemv_impl<NB>(W, x, y, rows, cols, accumulate);                                       \
+        gemv_impl<WT, NB>(W, x, y, rows, cols, accumulate);                                   \
     }
-GEMV(1)
-GEMV(2)
-GEMV(4)
-GEMV(8)
-GEMV(16)
-GEMV(32)
+GEMV(gemv_bf16_1, Bf16W, 1)
+GEMV(gemv_bf16_2, Bf16W, 2)
+GEMV(gemv_bf16_4, Bf16W, 4)
+GEMV(gemv_bf16_8, Bf16W, 8)
+GEMV(gemv_bf16_16, Bf16W, 16)
+GEMV(gemv_bf16_32, Bf16W, 32)
+GEMV(gemv_f16_1, F16W, 1)
+GEMV(gemv_f16_2, F16W, 2)
+GEMV(gemv_f16_4, F16W, 4)
+GEMV(gemv_f16_8, F16W, 8)
+GEMV(gemv_f16_16, F16W, 16)
+GEMV(gemv_f16_32, F16W, 32)
 
 // ---------------------------------------------------------------- RoPE + KV append
 // For each row r (at position pos[r] of the session whose cache starts at
 // cache[r]): rotates the q heads of qkv[r] in place, rotates the k heads and
-// stores them as bf16 into the layer's K plane, and stores v into the V plane.
+// stores them into the layer's K plane, and stores v into the V plane, as the
+// cache's element type KV (bf16, or f16 as llama.cpp keeps it).
 // qkv rows are [q (qh·hd) | k (kvh·hd) | v (kvh·hd)]. A session's cache is
-// [layer][K, V][cap][kvh·hd] bf16; meta[2r] = pos, meta[2r+1] = cap.
+// [layer][K, V][cap][kvh·hd] 16-bit; meta[2r] = pos, meta[2r+1] = cap.
 // interleaved: pairs (2i, 2i+1) (GGUF); else halves (i, i + hd/2) (HF).
-extern "C" __global__ void rope_kv_append(float* __restrict__ qkv, const float* __restrict__ cos_t,
+template <typename KV>
+__device__ __forceinline__ void rope_impl(float* __restrict__ qkv, const float* __restrict__ cos_t,
                                           const float* __restrict__ sin_t, const int* __restrict__ meta,
                                           const u64* __restrict__ cache, int layer, int qh, int kvh,
                                           int hd, int interleaved) {
@@ -150,8 +204,8 @@ extern "C" __global__ void rope_kv_append(float* __restrict__ qkv, const float* 
     int pos = meta[2 * r], cap = meta[2 * r + 1];
     int half = hd / 2, kvw = kvh * hd;
     float* row = qkv + (size_t)r * (qh + 2 * kvh) * hd;
-    bf16_t* kc = reinterpret_cast<bf16_t*>(cache[r]) + (size_t)layer * 2 * cap * kvw + (size_t)pos * kvw;
-    bf16_t* vc = kc + (size_t)cap * kvw;
+    unsigned short* kc = reinterpret_cast<unsigned short*>(cache[r]) + (size_t)layer * 2 * cap * kvw + (size_t)pos * kvw;
+    unsigned short* vc = kc + (size_t)cap * kvw;
     const float* c = cos_t + (size_t)pos * half;
     const float* s = sin_t + (size_t)pos * half;
     int pairs = (qh + kvh) * half;
@@ -167,14 +221,24 @@ extern "C" __global__ void rope_kv_append(float* __restrict__ qkv, const float* 
             h[a] = y0;
             h[b] = y1;
         } else {
-            bf16_t* k = kc + (size_t)(head - qh) * hd;
-            k[a] = to_bf(y0);
-            k[b] = to_bf(y1);
+            unsigned short* k = kc + (size_t)(head - qh) * hd;
+            k[a] = KV::store(y0);
+            k[b] = KV::store(y1);
         }
     }
     const float* v = row + (size_t)(qh + kvh) * hd;
-    for (int j = threadIdx.x; j < kvw; j += blockDim.x) vc[j] = to_bf(v[j]);
+    for (int j = threadIdx.x; j < kvw; j += blockDim.x) vc[j] = KV::store(v[j]);
 }
+
+#define ROPE(NAME, KV)                                                                         \
+    extern "C" __global__ void NAME(float* __restrict__ qkv, const float* __restrict__ cos_t,  \
+                                    const float* __restrict__ sin_t, const int* __restrict__ meta, \
+                                    const u64* __restrict__ cache, int layer, int qh, int kvh,  \
+                                    int hd, int interleaved) {                                  \
+        rope_impl<KV>(qkv, cos_t, sin_t, meta, cache, layer, qh, kvh, hd, interleaved);        \
+    }
+ROPE(rope_kv_append_bf16, Bf16Kv)
+ROPE(rope_kv_append_f16, F16Kv)
 
 // ---------------------------------------------------------------- decode attention
 // One block per (row, kv head): the rep = qh / kvh query heads that share the
@@ -182,19 +246,22 @@ extern "C" __global__ void rope_kv_append(float* __restrict__ qkv, const float* 
 // round-robin with an online softmax each; the block then merges the warps'
 // (max, sum, acc). Lane l holds dims l, l + 32, ... (MAXD of them).
 // Row r attends over positions 0..=pos[r] of its session (causal).
+// round_f16 (llama.cpp's numerics): the queries are rounded to f16, and so are
+// the normalised softmax weights before they weigh the values; that needs the
+// final max and sum first, so the weighted sum is a second pass.
 #define MAXREP 8
-template <int MAXD, int NW>
+template <int MAXD, int NW, typename KV>
 __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* __restrict__ out,
                                           const int* __restrict__ meta, const u64* __restrict__ cache,
-                                          int layer, int qh, int kvh, int hd, float scale) {
+                                          int layer, int qh, int kvh, int hd, float scale, int round_f16) {
     __shared__ float sm_m[NW][MAXREP], sm_l[NW][MAXREP];
     __shared__ float sm_acc[NW][MAXREP][MAXD * 32];
     int r = blockIdx.x, g = blockIdx.y;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int rep = qh / kvh, kvw = kvh * hd;
     int pos = meta[2 * r], cap = meta[2 * r + 1];
-    const bf16_t* K = reinterpret_cast<const bf16_t*>(cache[r]) + (size_t)layer * 2 * cap * kvw + (size_t)g * hd;
-    const bf16_t* V = K + (size_t)cap * kvw;
+    const unsigned short* K = reinterpret_cast<const unsigned short*>(cache[r]) + (size_t)layer * 2 * cap * kvw + (size_t)g * hd;
+    const unsigned short* V = K + (size_t)cap * kvw;
     const float* qrow = qkv + (size_t)r * (qh + 2 * kvh) * hd;
     float q[MAXREP][MAXD], acc[MAXREP][MAXD], m[MAXREP], l[MAXREP];
 #pragma unroll
@@ -204,7 +271,8 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
 #pragma unroll
         for (int d = 0; d < MAXD; ++d) {
             int dim = lane + 32 * d;
-            q[j][d] = (j < rep && dim < hd) ? qrow[(size_t)(g * rep + j) * hd + dim] * scale : 0.0f;
+            float x = (j < rep && dim < hd) ? qrow[(size_t)(g * rep + j) * hd + dim] : 0.0f;
+            q[j][d] = round_f16 ? round_h(x) : x;
             acc[j][d] = 0.0f;
         }
     }
@@ -213,8 +281,8 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
 #pragma unroll
         for (int d = 0; d < MAXD; ++d) {
             int dim = lane + 32 * d;
-            k[d] = dim < hd ? bf(K[(size_t)p * kvw + dim]) : 0.0f;
-            v[d] = dim < hd ? bf(V[(size_t)p * kvw + dim]) : 0.0f;
+            k[d] = dim < hd ? KV::load(K[(size_t)p * kvw + dim]) : 0.0f;
+            v[d] = dim < hd ? KV::load(V[(size_t)p * kvw + dim]) : 0.0f;
         }
 #pragma unroll
         for (int j = 0; j < MAXREP; ++j) {
@@ -222,22 +290,60 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
                 float s = 0.0f;
 #pragma unroll
                 for (int d = 0; d < MAXD; ++d) s = fmaf(q[j][d], k[d], s);
-                s = warp_sum(s);
+                s = warp_sum(s) * scale;
                 float mn = fmaxf(m[j], s);
-                float corr = __expf(m[j] - mn), e = __expf(s - mn);
+                float corr = expf(m[j] - mn), e = expf(s - mn);
                 l[j] = l[j] * corr + e;
+                if (!round_f16) {
 #pragma unroll
-                for (int d = 0; d < MAXD; ++d) acc[j][d] = fmaf(acc[j][d], corr, e * v[d]);
+                    for (int d = 0; d < MAXD; ++d) acc[j][d] = fmaf(acc[j][d], corr, e * v[d]);
+                }
                 m[j] = mn;
+            }
+        }
+    }
+    if (lane == 0) {
+#pragma unroll
+        for (int j = 0; j < MAXREP; ++j) {
+            sm_m[warp][j] = m[j];
+            sm_l[warp][j] = l[j];
+        }
+    }
+    __syncthreads();
+    if (round_f16) {
+        // Second pass: every warp knows the block's max and sum per head.
+        float gm[MAXREP], gl[MAXREP];
+#pragma unroll
+        for (int j = 0; j < MAXREP; ++j) {
+            gm[j] = NEG_INF;
+            for (int w = 0; w < NW; ++w) gm[j] = fmaxf(gm[j], sm_m[w][j]);
+            gl[j] = 0.0f;
+            for (int w = 0; w < NW; ++w) gl[j] += sm_l[w][j] > 0.0f ? sm_l[w][j] * expf(sm_m[w][j] - gm[j]) : 0.0f;
+        }
+        for (int p = warp; p <= pos; p += NW) {
+            float k[MAXD], v[MAXD];
+#pragma unroll
+            for (int d = 0; d < MAXD; ++d) {
+                int dim = lane + 32 * d;
+                k[d] = dim < hd ? KV::load(K[(size_t)p * kvw + dim]) : 0.0f;
+                v[d] = dim < hd ? KV::load(V[(size_t)p * kvw + dim]) : 0.0f;
+            }
+#pragma unroll
+            for (int j = 0; j < MAXREP; ++j) {
+                if (j < rep) {
+                    float s = 0.0f;
+#pragma unroll
+                    for (int d = 0; d < MAXD; ++d) s = fmaf(q[j][d], k[d], s);
+                    s = warp_sum(s) * scale;
+                    float w = round_h(expf(s - gm[j]) / gl[j]);
+#pragma unroll
+                    for (int d = 0; d < MAXD; ++d) acc[j][d] = fmaf(w, v[d], acc[j][d]);
+                }
             }
         }
     }
 #pragma unroll
     for (int j = 0; j < MAXREP; ++j) {
-        if (lane == 0) {
-            sm_m[warp][j] = m[j];
-            sm_l[warp][j] = l[j];
-        }
 #pragma unroll
         for (int d = 0; d < MAXD; ++d) sm_acc[warp][j][lane + 32 * d] = acc[j][d];
     }
@@ -245,6 +351,14 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
     float* orow = out + (size_t)r * qh * hd;
     for (int idx = threadIdx.x; idx < rep * hd; idx += blockDim.x) {
         int j = idx / hd, d = idx % hd;
+        if (round_f16) {
+            // The weights were normalised already: the warps' sums add up.
+            float a = 0.0f;
+#pragma unroll
+            for (int w = 0; w < NW; ++w) a += sm_acc[w][j][d];
+            orow[(size_t)(g * rep + j) * hd + d] = a;
+            continue;
+        }
         float mx = NEG_INF;
 #pragma unroll
         for (int w = 0; w < NW; ++w) mx = fmaxf(mx, sm_m[w][j]);
@@ -259,17 +373,16 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256) attention_d4(
-    const float* __restrict__ qkv, float* __restrict__ out, const int* __restrict__ meta,
-    const u64* __restrict__ cache, int layer, int qh, int kvh, int hd, float scale) {
-    attn_impl<4, 8>(qkv, out, meta, cache, layer, qh, kvh, hd, scale);
-}
-
-extern "C" __global__ void __launch_bounds__(128) attention_d8(
-    const float* __restrict__ qkv, float* __restrict__ out, const int* __restrict__ meta,
-    const u64* __restrict__ cache, int layer, int qh, int kvh, int hd, float scale) {
-    attn_impl<8, 4>(qkv, out, meta, cache, layer, qh, kvh, hd, scale);
-}
+#define ATTN(NAME, MAXD, NW, THREADS, KV)                                                          \
+    extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                     \
+        const float* __restrict__ qkv, float* __restrict__ out, const int* __restrict__ meta,       \
+        const u64* __restrict__ cache, int layer, int qh, int kvh, int hd, float scale, int round_f16) { \
+        attn_impl<MAXD, NW, KV>(qkv, out, meta, cache, layer, qh, kvh, hd, scale, round_f16);      \
+    }
+ATTN(attention_bf16_d4, 4, 8, 256, Bf16Kv)
+ATTN(attention_bf16_d8, 8, 4, 128, Bf16Kv)
+ATTN(attention_f16_d4, 4, 8, 256, F16Kv)
+ATTN(attention_f16_d8, 8, 4, 128, F16Kv)
 
 // ---------------------------------------------------------------- elementwise
 // out[r, i] = silu(gu[r, i]) * gu[r, ff + i]: gu rows are [gate (ff) | up (ff)].
@@ -295,4 +408,157 @@ extern "C" __global__ void embedding(const bf16_t* __restrict__ table, const int
     bool ok = id >= 0 && id < vocab;
     const bf16_t* t = table + (size_t)(ok ? id : 0) * hidden;
     for (int i = threadIdx.x; i < hidden; i += blockDim.x) o[i] = ok ? bf(t[i]) : 0.0f;
+}
+
+// ---------------------------------------------------------------- GGUF blocks
+// llama.cpp's numerics, as the CPU build computes them (kernels/src/quant.rs):
+// activations are quantized per 32 values (scale amax/127 rounded to f16,
+// quants rounded half away from zero, Q8_1's s = f16(d·Σq)), and each weight
+// block's integer dot product (dp4a) is scaled in f32.
+// Block layouts: Q4_0 {f16 d; u8 qs[16]} (18 bytes, x = (q - 8)·d),
+// Q4_1 {f16 d, m; u8 qs[16]} (20, x = q·d + m), Q8_0 {f16 d; i8 qs[32]} (34).
+#define QT_Q4_0 0
+#define QT_Q4_1 1
+#define QT_Q8_0 2
+
+__device__ __forceinline__ int dp4a(int a, int b, int c) {
+    int r;
+    asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+
+// Four bytes at a 2-byte-aligned address.
+__device__ __forceinline__ int ld4(const unsigned char* p) {
+    const unsigned short* h = reinterpret_cast<const unsigned short*>(p);
+    return (int)((unsigned)h[0] | ((unsigned)h[1] << 16));
+}
+
+__device__ __forceinline__ float ld_h(const unsigned char* p) {
+    return hf(*reinterpret_cast<const unsigned short*>(p));
+}
+
+// One warp per block of 32 values: qs (i8), d and s (f32 holding f16 values).
+extern "C" __global__ void quantize_q8(const float* __restrict__ x, signed char* __restrict__ qs,
+                                       float* __restrict__ d, float* __restrict__ s, int nblocks) {
+    int per = blockDim.x >> 5, lane = threadIdx.x & 31;
+    for (int b = blockIdx.x * per + (threadIdx.x >> 5); b < nblocks; b += gridDim.x * per) {
+        float v = x[(size_t)b * 32 + lane];
+        float amax = warp_max(fabsf(v));
+        float dd = amax / 127.0f;
+        float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+        int q = (int)roundf(v * id);
+        qs[(size_t)b * 32 + lane] = (signed char)q;
+        int sum = warp_isum(q);
+        if (lane == 0) {
+            d[b] = round_h(dd);
+            s[b] = round_h((float)sum * dd);
+        }
+    }
+}
+
+template <int QT> struct QBlock;
+template <> struct QBlock<QT_Q4_0> { static const int bytes = 18; };
+template <> struct QBlock<QT_Q4_1> { static const int bytes = 20; };
+template <> struct QBlock<QT_Q8_0> { static const int bytes = 34; };
+
+// One weight block against one quantized activation block.
+template <int QT>
+__device__ __forceinline__ float qdot(const unsigned char* blk, const int* a, float da, float sa) {
+    int sumi = 0;
+    if (QT == QT_Q8_0) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) sumi = dp4a(ld4(blk + 2 + 4 * i), a[i], sumi);
+        return (float)sumi * (ld_h(blk) * da);
+    }
+    const unsigned char* q = blk + (QT == QT_Q4_1 ? 4 : 2);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        int w = ld4(q + 4 * i);
+        sumi = dp4a(w & 0x0f0f0f0f, a[i], sumi);
+        sumi = dp4a((w >> 4) & 0x0f0f0f0f, a[4 + i], sumi);
+    }
+    if (QT == QT_Q4_1) return (ld_h(blk) * da) * (float)sumi + ld_h(blk + 2) * sa;
+    int asum = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) asum = dp4a(0x01010101, a[i], asum);
+    return (float)(sumi - 8 * asum) * (ld_h(blk) * da);
+}
+
+// y[b, r] (+)= W[r] · x[b] for NB quantized activation rows: one warp per
+// weight row, the lanes take its blocks in turn.
+template <int QT, int NB>
+__device__ __forceinline__ void gemv_q_impl(const unsigned char* __restrict__ W, const signed char* __restrict__ xq,
+                                            const float* __restrict__ xd, const float* __restrict__ xs,
+                                            float* __restrict__ y, int rows, int cols, int accumulate) {
+    int row = (int)((blockIdx.x * (unsigned)blockDim.x + threadIdx.x) >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    int nb = cols >> 5;
+    const unsigned char* wr = W + (size_t)row * nb * QBlock<QT>::bytes;
+    float acc[NB];
+#pragma unroll
+    for (int b = 0; b < NB; ++b) acc[b] = 0.0f;
+    for (int k = lane; k < nb; k += 32) {
+        const unsigned char* blk = wr + (size_t)k * QBlock<QT>::bytes;
+#pragma unroll
+        for (int b = 0; b < NB; ++b) {
+            size_t ab = (size_t)b * nb + k;
+            const int4* ap = reinterpret_cast<const int4*>(xq + ab * 32);
+            int4 a0 = ap[0], a1 = ap[1];
+            int a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+            acc[b] += qdot<QT>(blk, a, xd[ab], xs[ab]);
+        }
+    }
+#pragma unroll
+    for (int b = 0; b < NB; ++b) {
+        float v = warp_sum(acc[b]);
+        if (lane == 0) {
+            float* o = y + (size_t)b * rows + row;
+            *o = accumulate ? *o + v : v;
+        }
+    }
+}
+
+#define GEMVQ(NAME, QT, NB)                                                                       \
+    extern "C" __global__ void __launch_bounds__(256) NAME(                                       \
+        const unsigned char* __restrict__ W, const signed char* __restrict__ xq,                  \
+        const float* __restrict__ xd, const float* __restrict__ xs, float* __restrict__ y,        \
+        int rows, int cols, int accumulate) {                                                     \
+        gemv_q_impl<QT, NB>(W, xq, xd, xs, y, rows, cols, accumulate);                            \
+    }
+GEMVQ(gemv_q4_0_1, QT_Q4_0, 1)
+GEMVQ(gemv_q4_0_2, QT_Q4_0, 2)
+GEMVQ(gemv_q4_0_4, QT_Q4_0, 4)
+GEMVQ(gemv_q4_0_8, QT_Q4_0, 8)
+GEMVQ(gemv_q4_1_1, QT_Q4_1, 1)
+GEMVQ(gemv_q4_1_2, QT_Q4_1, 2)
+GEMVQ(gemv_q4_1_4, QT_Q4_1, 4)
+GEMVQ(gemv_q4_1_8, QT_Q4_1, 8)
+GEMVQ(gemv_q8_0_1, QT_Q8_0, 1)
+GEMVQ(gemv_q8_0_2, QT_Q8_0, 2)
+GEMVQ(gemv_q8_0_4, QT_Q8_0, 4)
+GEMVQ(gemv_q8_0_8, QT_Q8_0, 8)
+
+// out[r] = the dequantized row ids[r] of a block table [vocab, hidden];
+// ids outside the table give zeros. One block per row.
+extern "C" __global__ void embedding_q(const unsigned char* __restrict__ table, const int* __restrict__ ids,
+                                       float* __restrict__ out, int hidden, int vocab, int qt) {
+    int r = blockIdx.x, id = ids[r];
+    float* o = out + (size_t)r * hidden;
+    bool ok = id >= 0 && id < vocab;
+    int bytes = qt == QT_Q4_0 ? 18 : (qt == QT_Q4_1 ? 20 : 34);
+    const unsigned char* t = table + (size_t)(ok ? id : 0) * (hidden / 32) * bytes;
+    for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
+        const unsigned char* blk = t + (size_t)(i >> 5) * bytes;
+        int j = i & 31;
+        float v;
+        if (qt == QT_Q8_0) {
+            v = (float)(signed char)blk[2 + j] * ld_h(blk);
+        } else {
+            const unsigned char* q = blk + (qt == QT_Q4_1 ? 4 : 2);
+            int n = j < 16 ? (q[j] & 0x0f) : (q[j - 16] >> 4);
+            v = qt == QT_Q4_1 ? (float)n * ld_h(blk) + ld_h(blk + 2) : (float)(n - 8) * ld_h(blk);
+        }
+        o[i] = ok ? v : 0.0f;
+    }
 }

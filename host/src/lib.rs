@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_media;
 pub mod checkpoint_writer;
+pub mod device;
 pub mod errors;
 pub mod fetch;
 #[cfg(feature = "cuda")]

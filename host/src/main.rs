@@ -124,6 +124,9 @@ enum Cmd {
         /// First compare the GPU decoder with the CPU one on a random reka-tiny.
         #[arg(long)]
         verify: bool,
+        /// With --verify, also compare on this model (a GGUF file or a checkpoint directory; repeatable).
+        #[arg(long)]
+        verify_model: Vec<PathBuf>,
     },
 }
 
@@ -145,6 +148,9 @@ struct EngineArgs {
     /// Keep a checkpoint directory's weights as: auto (as stored), f32, bf16, f16.
     #[arg(long, default_value = "auto")]
     dtype: model::WeightDtype,
+    /// Where decoders run: auto (the GPU in a GPU build that finds one, else the CPU), cpu, cuda.
+    #[arg(long, default_value = "auto")]
+    device: reka_host::device::DeviceChoice,
 }
 
 impl EngineArgs {
@@ -269,12 +275,14 @@ fn main() -> Result<()> {
             max_tokens,
             prompt_tokens,
             verify,
+            verify_model,
         } => reka_host::gpu::bench::run(&reka_host::gpu::bench::BenchSpec {
             model,
             batch,
             tokens: max_tokens,
             prompt: prompt_tokens,
             verify,
+            verify_models: verify_model,
         }),
     }
 }
@@ -349,10 +357,14 @@ fn load(spec: &ModelSpec, dtype: model::WeightDtype) -> Result<model::LoadedMode
 
 fn serve(listen: &str, manifest_path: &std::path::Path, specs: &[ModelSpec], engine: &EngineArgs) -> Result<()> {
     let app = manifest::App::load(manifest_path)?;
+    let mut placer = reka_host::device::Placer::new(engine.device)?;
     let mut loaded = Vec::new();
     for spec in specs {
-        loaded.push((spec.name.clone(), Arc::new(load(spec, engine.dtype)?)));
+        let mut m = load(spec, engine.dtype)?;
+        placer.place(&mut m)?;
+        loaded.push((spec.name.clone(), Arc::new(m)));
     }
+    tracing::info!(device = if placer.on_gpu() { "cuda" } else { "cpu" }, "engines placed");
     let models = nn::Models::with_limits(loaded, engine.limits()).context("starting the engine threads")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

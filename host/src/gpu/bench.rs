@@ -26,6 +26,8 @@ pub struct BenchSpec {
     pub prompt: usize,
     /// Compare the GPU decoder with the CPU one on `reka-tiny` first.
     pub verify: bool,
+    /// More models to compare (GGUF files or checkpoint directories).
+    pub verify_models: Vec<PathBuf>,
 }
 
 fn argmax(x: &[f32]) -> u32 {
@@ -52,7 +54,7 @@ pub fn run(spec: &BenchSpec) -> Result<()> {
     };
     println!("device: {} ({})", gpu.name(), gpu.arch());
     if spec.verify {
-        verify()?;
+        verify(&spec.verify_models)?;
     }
     let started = Instant::now();
     let m = GpuLlama::load_on(gpu, &spec.model)?;
@@ -87,12 +89,12 @@ fn measure(m: &GpuLlama, batch: usize, prompt: usize, tokens: usize) -> Result<(
     let prompts: Vec<Vec<u32>> = (0..batch)
         .map(|b| (0..prompt.max(1)).map(|i| ((i * 7919 + b * 104_729 + 13) as u32) % vocab).collect())
         .collect();
-    let mut steps: Vec<GpuStep> = caches.iter_mut().zip(&prompts).map(|(cache, ids)| GpuStep { ids, cache }).collect();
+    let mut steps: Vec<GpuStep> = caches.iter_mut().zip(&prompts).map(|(cache, ids)| GpuStep::tokens(ids, cache)).collect();
     let mut next: Vec<u32> = m.forward_batch(&mut steps)?.iter().map(|l| argmax(l)).collect();
     drop(steps);
     let mut step = |next: &mut Vec<u32>| -> Result<()> {
         let ids: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
-        let mut steps: Vec<GpuStep> = caches.iter_mut().zip(&ids).map(|(cache, ids)| GpuStep { ids, cache }).collect();
+        let mut steps: Vec<GpuStep> = caches.iter_mut().zip(&ids).map(|(cache, ids)| GpuStep::tokens(ids, cache)).collect();
         *next = m.forward_batch(&mut steps)?.iter().map(|l| argmax(l)).collect();
         Ok(())
     };
@@ -110,22 +112,36 @@ fn measure(m: &GpuLlama, batch: usize, prompt: usize, tokens: usize) -> Result<(
 
 /// Writes `reka-tiny` with random bf16 weights to a temporary directory, runs a
 /// prompt and greedy decode steps on the CPU decoder and on the GPU decoder,
-/// and compares the logits (bf16 KV cache on the GPU, f32 on the CPU).
-pub fn verify() -> Result<()> {
+/// and compares the logits (bf16 KV cache on the GPU, f32 on the CPU); then the
+/// same for each model in `more` (GGUF files or checkpoint directories, e.g.
+/// SmolLM2's Q4_1 file, which the GPU computes in the CPU build's numerics).
+pub fn verify(more: &[PathBuf]) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("reka-gpu-verify-{}", std::process::id()));
     let config = presets::config_json("reka-tiny")?;
     checkpoint_writer::write_checkpoint(&config, &dir, &checkpoint_writer::Options::default())?;
-    let result = compare(&dir);
+    let result = compare(&dir, model::WeightDtype::Bf16, 2e-2);
     let _ = std::fs::remove_dir_all(&dir);
-    result
+    result?;
+    for path in more {
+        compare(path, model::WeightDtype::Auto, 1e-3)?;
+    }
+    Ok(())
 }
 
-fn compare(dir: &Path) -> Result<()> {
-    let cpu = model::load_as("reka-tiny", dir, model::WeightDtype::Bf16)?;
-    let gpu = GpuLlama::load(dir)?;
+/// The prompt of the comparison: a ChatML turn, tokenised by the model's own
+/// tokenizer (special tokens parsed where the vocabulary has them).
+const VERIFY_PROMPT: &str = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+
+/// Prompt plus 11 greedy steps on both decoders; fails when a step's logits
+/// differ by more than `tol` of the largest logit.
+fn compare(path: &Path, dtype: model::WeightDtype, tol: f32) -> Result<()> {
+    let cpu = model::load_as("verify", path, dtype)?;
+    let prompt = cpu.tokenizer.encode(VERIFY_PROMPT, true);
+    let gpu = GpuLlama::load_like(super::Gpu::open(0)?, path, cpu.decoder.config())?;
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut cc = cpu.decoder.new_cache();
-    let mut gc = gpu.new_cache(64)?;
-    let mut ids: Vec<u32> = vec![9906, 1917, 11, 1268, 527];
+    let mut gc = gpu.new_cache(8)?; // small on purpose: the cache grows on the way
+    let mut ids = prompt;
     let mut worst = 0f32;
     for step in 0..12 {
         let want = cpu.decoder.forward(&ids, &mut cc)?.to_vec1::<f32>()?;
@@ -134,12 +150,12 @@ fn compare(dir: &Path) -> Result<()> {
         let diff = want.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         worst = worst.max(diff / scale.max(1e-6));
         let (a, b) = (argmax(&want), argmax(&got));
-        println!("verify step {step}: max |Δlogit| {diff:.2e} (max |logit| {scale:.2e}), argmax cpu {a} gpu {b}");
-        if diff > 2e-2 * scale + 1e-4 {
-            bail!("GPU logits differ from the CPU's at step {step}: max |Δ| {diff} vs max |logit| {scale}");
+        println!("verify {name} step {step}: max |Δlogit| {diff:.2e} (max |logit| {scale:.2e}), argmax cpu {a} gpu {b}");
+        if diff > tol * scale + 1e-4 {
+            bail!("{name}: GPU logits differ from the CPU's at step {step}: max |Δ| {diff} vs max |logit| {scale}");
         }
         ids = vec![a];
     }
-    println!("verify: GPU decoder matches the CPU decoder on reka-tiny (worst relative |Δ| {worst:.2e})");
+    println!("verify: GPU decoder matches the CPU decoder on {name} (worst relative |Δ| {worst:.2e}, KV cache {:?})", gpu.kv_type());
     Ok(())
 }

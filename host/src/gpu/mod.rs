@@ -6,6 +6,8 @@
 
 pub mod bench;
 pub mod llama;
+pub mod load;
+pub mod weights;
 
 pub use llama::{GpuKvCache, GpuLlama, GpuStep};
 pub use reka_kernels::cuda::{Gpu, GpuError};

@@ -68,6 +68,30 @@ impl DecoderConfig {
             .collect()
     }
 
+    /// The rotary tables `(cos, sin)`, `[context, head_dim / 2]` each: angle
+    /// `position · inv_freq` in f32, scaled by the attention factor. The CPU and
+    /// GPU decoders both take them from here, so they rotate identically.
+    pub fn rope_tables(&self) -> (Vec<f32>, Vec<f32>) {
+        let inv = self.rope_inv_freq();
+        let a = self.rope_attention_factor();
+        let n = self.context_length * inv.len();
+        let (mut cos, mut sin) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for p in 0..self.context_length {
+            for f in &inv {
+                let angle = p as f32 * f;
+                let (c, s) = (angle.cos(), angle.sin());
+                if a == 1.0 {
+                    cos.push(c);
+                    sin.push(s);
+                } else {
+                    cos.push((c as f64 * a) as f32);
+                    sin.push((s as f64 * a) as f32);
+                }
+            }
+        }
+        (cos, sin)
+    }
+
     /// The factor on cos and sin (YaRN's attention scaling; 1 otherwise).
     pub fn rope_attention_factor(&self) -> f64 {
         match self.rope_scaling {

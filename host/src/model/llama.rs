@@ -110,23 +110,8 @@ impl<'a> Step<'a> {
 impl Llama {
     /// Builds the decoder; precomputes the rotary tables for the whole context.
     pub fn new(cfg: DecoderConfig, w: Weights, device: &Device) -> Result<Self> {
-        let inv = Tensor::new(cfg.rope_inv_freq(), device)?;
-        let pos = Tensor::arange(0u32, cfg.context_length as u32, device)?.to_dtype(DType::F32)?;
-        let angles = pos
-            .reshape((cfg.context_length, 1))?
-            .broadcast_mul(&inv.reshape((1, cfg.head_dim / 2))?)?;
-        let a = cfg.rope_attention_factor();
-        let scaled = |t: Tensor| -> Result<Vec<f32>> {
-            let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
-            Ok(if a == 1.0 { v } else { v.into_iter().map(|x| (x as f64 * a) as f32).collect() })
-        };
-        Ok(Self {
-            cos: scaled(angles.cos()?)?,
-            sin: scaled(angles.sin()?)?,
-            cfg,
-            w,
-            device: device.clone(),
-        })
+        let (cos, sin) = cfg.rope_tables();
+        Ok(Self { cos, sin, cfg, w, device: device.clone() })
     }
 
     /// How the output projection's weights are held (see [`Linear::kind`]).

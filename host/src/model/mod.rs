@@ -37,6 +37,12 @@ pub struct LoadedModel {
     pub tokenizer_blob: Vec<u8>,
     /// The media encoders of a multimodal model.
     pub media: Option<media::Towers>,
+    /// The file or directory the decoder was loaded from.
+    pub decoder_path: PathBuf,
+    /// The decoder on the GPU, when this GPU build found one; engine steps
+    /// then run there (the CPU decoder still answers shape questions).
+    #[cfg(feature = "cuda")]
+    pub gpu: Option<Arc<crate::gpu::GpuLlama>>,
 }
 
 /// The type that a checkpoint's dense weights are kept in.
@@ -92,6 +98,9 @@ pub fn load_as(name: &str, path: &Path, dtype: WeightDtype) -> Result<LoadedMode
         info,
         tokenizer,
         media: None,
+        decoder_path: path.to_path_buf(),
+        #[cfg(feature = "cuda")]
+        gpu: None,
     })
 }
 

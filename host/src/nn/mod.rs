@@ -5,6 +5,7 @@
 //! model has one engine thread ([`scheduler`]) that batches all its sessions.
 
 mod context;
+pub mod engines;
 pub mod scheduler;
 
 use crate::model::LoadedModel;

@@ -14,7 +14,8 @@
 //! waiting, and `overloaded` when it waited too long or the budget runs out under
 //! a running session. The memory is never exceeded.
 
-use crate::model::{KvCache, LoadedModel, Step};
+use super::engines::{CpuEngine, Engine, EngineStep};
+use crate::model::LoadedModel;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 fn shed() -> StepError {
@@ -79,13 +80,24 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the engine thread for `model`.
+    /// Starts the engine thread for `model`: on its GPU decoder when it has
+    /// one (GPU builds), else on the CPU.
     pub fn start(model: Arc<LoadedModel>, limits: Limits) -> std::io::Result<Arc<Self>> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &model.gpu {
+            return Self::start_on(super::engines::GpuEngine(g.clone()), limits);
+        }
+        Self::start_on(CpuEngine(model.decoder.clone()), limits)
+    }
+
+    /// Starts the engine thread for `engine`.
+    pub fn start_on<E: Engine>(engine: E, limits: Limits) -> std::io::Result<Arc<Self>> {
         let (tx, rx) = mpsc::channel();
-        let per_position = model.decoder.new_cache().bytes_per_position().max(1);
+        let per_position = engine.bytes_per_position().max(1);
+        tracing::debug!(device = engine.device(), "engine thread starting");
         let worker = Worker {
             capacity: limits.kv_budget_bytes / per_position,
-            model,
+            engine,
             limits,
             rx,
             caches: HashMap::new(),
@@ -134,11 +146,11 @@ struct Job {
     since: Instant,
 }
 
-struct Worker {
-    model: Arc<LoadedModel>,
+struct Worker<E: Engine> {
+    engine: E,
     limits: Limits,
     rx: mpsc::Receiver<Msg>,
-    caches: HashMap<u64, KvCache>,
+    caches: HashMap<u64, E::Cache>,
     /// Sessions that cannot go on (a failed step left their cache half-written,
     /// or they were shed for memory), with what their next step gets.
     broken: HashMap<u64, StepError>,
@@ -148,7 +160,7 @@ struct Worker {
     capacity: usize,
 }
 
-impl Worker {
+impl<E: Engine> Worker<E> {
     fn run(mut self) {
         loop {
             if self.jobs.is_empty() {
@@ -216,7 +228,7 @@ impl Worker {
         match m {
             Msg::Free(seq) => {
                 if let Some(c) = self.caches.remove(&seq) {
-                    self.used -= c.len();
+                    self.used -= E::cache_len(&c);
                 }
                 self.jobs.retain(|j| j.seq != seq);
                 self.broken.remove(&seq);
@@ -282,9 +294,15 @@ impl Worker {
                     }
                     continue;
                 }
-                let mut cache = self.model.decoder.new_cache();
-                cache.reserve(left);
-                self.caches.insert(seq, cache);
+                match self.engine.new_cache(left) {
+                    Ok(cache) => {
+                        self.caches.insert(seq, cache);
+                    }
+                    Err(e) => {
+                        failed.push((i, StepError::Engine(format!("allocating the KV cache: {e}"))));
+                        continue;
+                    }
+                }
             } else if !self.make_room(seq, left.min(rows), reserved, &plan, &mut failed) {
                 continue;
             }
@@ -319,7 +337,7 @@ impl Worker {
                 return false;
             };
             if let Some(c) = self.caches.remove(&victim) {
-                self.used -= c.len();
+                self.used -= E::cache_len(&c);
             }
             self.broken.insert(victim, shed());
             if let Some(k) = self.jobs.iter().position(|j| j.seq == victim) {
@@ -333,7 +351,7 @@ impl Worker {
     }
 
     fn run_step(&mut self, plan: Vec<(usize, usize)>) {
-        let mut caches: Vec<(u64, KvCache)> = plan
+        let mut caches: Vec<(u64, E::Cache)> = plan
             .iter()
             .filter_map(|&(i, _)| {
                 let seq = self.jobs[i].seq;
@@ -341,7 +359,7 @@ impl Worker {
             })
             .collect();
         let result = {
-            let mut steps: Vec<Step<'_>> = plan
+            let steps: Vec<EngineStep<'_, E::Cache>> = plan
                 .iter()
                 .zip(caches.iter_mut())
                 .map(|(&(i, n), (_, cache))| {
@@ -353,10 +371,10 @@ impl Worker {
                         .filter(|e| range.contains(&e.0))
                         .map(|(r, e)| (r - j.done, e.as_slice()))
                         .collect();
-                    Step { ids: &j.ids[range], cache, embeds }
+                    EngineStep { ids: &j.ids[range], cache, embeds }
                 })
                 .collect();
-            self.model.decoder.forward_batch(&mut steps)
+            self.engine.forward_batch(steps)
         };
         let mut finished = Vec::new();
         match result {
@@ -377,7 +395,7 @@ impl Worker {
             Err(e) => {
                 // The caches may hold part of the step: drop them.
                 for (seq, c) in caches {
-                    self.used -= c.len();
+                    self.used -= E::cache_len(&c);
                     self.broken.insert(seq, StepError::Engine("an earlier step of this session failed".into()));
                 }
                 for &(i, _) in &plan {

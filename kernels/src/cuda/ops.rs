@@ -254,17 +254,17 @@ impl Gpu {
         Ok(())
     }
 
-    /// `out[r] = table[ids[r]]` widened to f32 (`table` `[vocab, hidden]` bf16);
-    /// ids outside the table give zero rows.
-    pub fn embedding(&self, table: &CudaSlice<u16>, ids: &CudaSlice<i32>, out: &mut CudaViewMut<'_, f32>, hidden: usize, rows: usize) -> Result<()> {
+    /// `out[r] = table[ids[r]]` widened to f32 (`table` `[vocab, hidden]` of
+    /// 16-bit `bits`); ids outside the table give zero rows.
+    pub fn embedding(&self, bits: WeightBits, table: &CudaSlice<u16>, ids: &CudaSlice<i32>, out: &mut CudaViewMut<'_, f32>, hidden: usize, rows: usize) -> Result<()> {
         need(hidden > 0 && table.len().is_multiple_of(hidden), || "embedding: table is not [vocab, hidden]".into())?;
         need(ids.len() >= rows && out.len() >= rows * hidden, || "embedding: short buffers".into())?;
         if rows == 0 {
             return Ok(());
         }
-        let (h, v) = (int(hidden, "hidden")?, int(table.len() / hidden, "vocab")?);
+        let (h, v, f16) = (int(hidden, "hidden")?, int(table.len() / hidden, "vocab")?, i32::from(bits == WeightBits::F16));
         let mut b = self.stream.launch_builder(self.func("embedding")?);
-        b.arg(table).arg(ids).arg(out).arg(&h).arg(&v);
+        b.arg(table).arg(ids).arg(out).arg(&h).arg(&v).arg(&f16);
         // SAFETY: matches `embedding`; ids are bounds-checked in the kernel.
         unsafe { b.launch(cfg(rows, 256)) }?;
         Ok(())

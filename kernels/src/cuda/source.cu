@@ -400,14 +400,15 @@ extern "C" __global__ void add_f32(float* __restrict__ x, const float* __restric
     for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < n; t += gridDim.x * blockDim.x) x[t] += y[t];
 }
 
-// out[r] = f32(table[ids[r]]), one block per row; ids outside the table give zeros.
+// out[r] = f32(table[ids[r]]) of a bf16 (or, with is_f16, f16) table, one
+// block per row; ids outside the table give zeros.
 extern "C" __global__ void embedding(const bf16_t* __restrict__ table, const int* __restrict__ ids,
-                                     float* __restrict__ out, int hidden, int vocab) {
+                                     float* __restrict__ out, int hidden, int vocab, int is_f16) {
     int r = blockIdx.x, id = ids[r];
     float* o = out + (size_t)r * hidden;
     bool ok = id >= 0 && id < vocab;
     const bf16_t* t = table + (size_t)(ok ? id : 0) * hidden;
-    for (int i = threadIdx.x; i < hidden; i += blockDim.x) o[i] = ok ? bf(t[i]) : 0.0f;
+    for (int i = threadIdx.x; i < hidden; i += blockDim.x) o[i] = ok ? (is_f16 ? hf(t[i]) : bf(t[i])) : 0.0f;
 }
 
 // ---------------------------------------------------------------- GGUF blocks

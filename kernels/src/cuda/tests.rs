@@ -184,15 +184,19 @@ fn swiglu_add_and_embedding_match_references() {
         assert_eq!(*a, x + y);
     }
     let (vocab, hidden) = (50, 72);
-    let table = bits(&noise(vocab * hidden, &mut s));
-    let ids = [3i32, 49, 0, -1, 50];
-    let mut e = g.stream().alloc_zeros::<f32>(ids.len() * hidden).expect("alloc");
-    g.embedding(&up(&g, &table), &up(&g, &ids), &mut e.as_view_mut(), hidden, ids.len()).expect("launch");
-    let got = down(&g, &e);
-    for (r, &id) in ids.iter().enumerate() {
-        for c in 0..hidden {
-            let want = if (0..vocab as i32).contains(&id) { bf16::from_bits(table[id as usize * hidden + c]).to_f32() } else { 0.0 };
-            assert_eq!(got[r * hidden + c], want, "embedding row {r}");
+    let values = noise(vocab * hidden, &mut s);
+    for (kind, kv) in [(WeightBits::Bf16, KvType::Bf16), (WeightBits::F16, KvType::F16)] {
+        let table = if kind == WeightBits::Bf16 { bits(&values) } else { f16_bits(&values) };
+        let wide = widen(kv, &table);
+        let ids = [3i32, 49, 0, -1, 50];
+        let mut e = g.stream().alloc_zeros::<f32>(ids.len() * hidden).expect("alloc");
+        g.embedding(kind, &up(&g, &table), &up(&g, &ids), &mut e.as_view_mut(), hidden, ids.len()).expect("launch");
+        let got = down(&g, &e);
+        for (r, &id) in ids.iter().enumerate() {
+            for c in 0..hidden {
+                let want = if (0..vocab as i32).contains(&id) { wide[id as usize * hidden + c] } else { 0.0 };
+                assert_eq!(got[r * hidden + c], want, "{kind:?} embedding row {r}");
+            }
         }
     }
 }

@@ -1,0 +1,81 @@
+//! The decoders an engine thread can drive ([`Engine`]): the CPU decoder with
+//! its growable f32 caches, and in GPU builds the CUDA decoder with caches in
+//! device memory. The scheduler is the same for both.
+
+use crate::model::{KvCache, Llama, Step};
+use std::sync::Arc;
+
+/// One session's part of a batched step, whatever the decoder.
+pub struct EngineStep<'a, C> {
+    pub ids: &'a [u32],
+    pub cache: &'a mut C,
+    /// Rows of `ids` whose input embedding is given (media).
+    pub embeds: Vec<(usize, &'a [f32])>,
+}
+
+/// A decoder that advances many sessions in one batched pass.
+pub trait Engine: Send + 'static {
+    /// One session's keys and values.
+    type Cache: Send;
+    /// A cache with room reserved for `positions`.
+    fn new_cache(&self, positions: usize) -> anyhow::Result<Self::Cache>;
+    /// Positions a cache holds.
+    fn cache_len(cache: &Self::Cache) -> usize;
+    /// Bytes of keys and values per position (for the memory budget).
+    fn bytes_per_position(&self) -> usize;
+    /// Appends each step's ids; returns each step's last-position logits.
+    fn forward_batch(&self, steps: Vec<EngineStep<'_, Self::Cache>>) -> anyhow::Result<Vec<Vec<f32>>>;
+    /// Where the decoder runs, for the log.
+    fn device(&self) -> String;
+}
+
+/// The CPU decoder.
+pub struct CpuEngine(pub Arc<Llama>);
+
+impl Engine for CpuEngine {
+    type Cache = KvCache;
+    fn new_cache(&self, positions: usize) -> anyhow::Result<KvCache> {
+        let mut c = self.0.new_cache();
+        c.reserve(positions);
+        Ok(c)
+    }
+    fn cache_len(cache: &KvCache) -> usize {
+        cache.len()
+    }
+    fn bytes_per_position(&self) -> usize {
+        self.0.new_cache().bytes_per_position()
+    }
+    fn forward_batch(&self, steps: Vec<EngineStep<'_, KvCache>>) -> anyhow::Result<Vec<Vec<f32>>> {
+        let mut steps: Vec<Step<'_>> = steps.into_iter().map(|s| Step { ids: s.ids, cache: s.cache, embeds: s.embeds }).collect();
+        Ok(self.0.forward_batch(&mut steps)?)
+    }
+    fn device(&self) -> String {
+        "cpu".into()
+    }
+}
+
+/// The CUDA decoder (GPU builds).
+#[cfg(feature = "cuda")]
+pub struct GpuEngine(pub Arc<crate::gpu::GpuLlama>);
+
+#[cfg(feature = "cuda")]
+impl Engine for GpuEngine {
+    type Cache = crate::gpu::GpuKvCache;
+    fn new_cache(&self, positions: usize) -> anyhow::Result<Self::Cache> {
+        self.0.new_cache(positions)
+    }
+    fn cache_len(cache: &Self::Cache) -> usize {
+        cache.len()
+    }
+    fn bytes_per_position(&self) -> usize {
+        self.0.cache_bytes_per_position()
+    }
+    fn forward_batch(&self, steps: Vec<EngineStep<'_, Self::Cache>>) -> anyhow::Result<Vec<Vec<f32>>> {
+        let mut steps: Vec<crate::gpu::GpuStep<'_>> =
+            steps.into_iter().map(|s| crate::gpu::GpuStep { ids: s.ids, cache: s.cache, embeds: s.embeds }).collect();
+        self.0.forward_batch(&mut steps)
+    }
+    fn device(&self) -> String {
+        format!("cuda ({})", self.0.gpu().name())
+    }
+}

@@ -96,9 +96,11 @@ extern "C" __global__ void rms_norm(const float* __restrict__ x, const float* __
     const float* xr = x + (size_t)src * n;
     float s = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) s += xr[i] * xr[i];
-    float inv = rsqrtf(block_sum(s) / (float)n + eps);
+    // x / sqrt(mean + eps) * w, as the CPU build (candle) computes it: an
+    // IEEE square root and division, not rsqrtf's approximation.
+    float m = sqrtf(block_sum(s) / (float)n + eps);
     float* yr = y + (size_t)r * n;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * inv * w[i];
+    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] / m * w[i];
 }
 
 // ---------------------------------------------------------------- GEMV
@@ -365,7 +367,7 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
         float lsum = 0.0f, a = 0.0f;
 #pragma unroll
         for (int w = 0; w < NW; ++w) {
-            float f = sm_l[w][j] > 0.0f ? __expf(sm_m[w][j] - mx) : 0.0f;
+            float f = sm_l[w][j] > 0.0f ? expf(sm_m[w][j] - mx) : 0.0f;
             lsum += sm_l[w][j] * f;
             a += sm_acc[w][j][d] * f;
         }
@@ -391,7 +393,7 @@ extern "C" __global__ void swiglu(const float* __restrict__ gu, float* __restric
     for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
         size_t r = t / ff, i = t % ff;
         float g = gu[r * 2 * ff + i], u = gu[r * 2 * ff + ff + i];
-        out[t] = g / (1.0f + __expf(-g)) * u;
+        out[t] = g / (1.0f + expf(-g)) * u;
     }
 }
 

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Serves one model twice with the same reka-host binary, once per --device,
+sends the same greedy chat requests (temperature 0, streamed) over a real
+socket to each, and compares the streamed pieces: one SSE delta per token, so
+equal lists mean the same tokens. Exit 1 when any request differs.
+
+Usage: http-greedy-compare.py BIN MODEL [--devices cuda,cpu] [--manifest spin.toml]
+       [--max-tokens 64] [--out DIR]
+
+Only the Python standard library (the device machine has no network).
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "List three prime numbers and explain why they are prime.",
+    "Translate 'good morning' into Spanish and German.",
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port, proc, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError("server not ready in time")
+
+
+def stream_chat(port, model, prompt, max_tokens):
+    body = json.dumps({
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0,
+        "max_tokens": max_tokens,
+        "stream": True,
+    }).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
+                                 headers={"content-type": "application/json"})
+    pieces, finish = [], None
+    with urllib.request.urlopen(req, timeout=300) as r:
+        for raw in r:
+            line = raw.decode().strip()
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            ev = json.loads(data)
+            for ch in ev.get("choices", []):
+                piece = ch.get("delta", {}).get("content")
+                if piece:
+                    pieces.append(piece)
+                finish = ch.get("finish_reason") or finish
+    return pieces, finish
+
+
+def run_device(args, device, log_dir):
+    port = free_port()
+    log = open(os.path.join(log_dir, f"serve-{device}.log"), "w")
+    cmd = [args.bin, "serve", "--manifest", args.manifest, "--model", args.model,
+           "--model-name", "m", "--device", device, "--listen", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(port, proc, 180)
+        out = []
+        for p in PROMPTS:
+            t0 = time.time()
+            pieces, finish = stream_chat(port, "m", p, args.max_tokens)
+            out.append((pieces, finish, time.time() - t0))
+        return out
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bin")
+    ap.add_argument("model")
+    ap.add_argument("--devices", default="cuda,cpu")
+    ap.add_argument("--manifest", default="spin.toml")
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--out", default=".")
+    args = ap.parse_args()
+    devices = args.devices.split(",")
+    if len(devices) != 2:
+        sys.exit("--devices names two devices")
+    results = {d: run_device(args, d, args.out) for d in devices}
+    a, b = devices
+    same_all = True
+    for i, p in enumerate(PROMPTS):
+        (pa, fa, ta), (pb, fb, tb) = results[a][i], results[b][i]
+        same = pa == pb and fa == fb
+        same_all &= same
+        first = next((k for k, (x, y) in enumerate(zip(pa, pb)) if x != y), min(len(pa), len(pb)))
+        print(f"prompt {i}: {len(pa)} vs {len(pb)} pieces, finish {fa}/{fb}, "
+              f"{a} {ta:.2f} s, {b} {tb:.2f} s: {'same tokens' if same else f'DIFFER from piece {first}'}")
+        print(f"  {a}: {''.join(pa)!r}")
+        if not same:
+            print(f"  {b}: {''.join(pb)!r}")
+    with open(os.path.join(args.out, "http-greedy.json"), "w") as f:
+        json.dump({d: [{"pieces": r[0], "finish": r[1], "seconds": r[2]} for r in results[d]] for d in devices}, f, indent=1)
+    print(f"HTTP greedy tokens, {a} vs {b}: {'all the same' if same_all else 'DIFFERENT'}")
+    sys.exit(0 if same_all else 1)
+
+
+if __name__ == "__main__":
+    main()

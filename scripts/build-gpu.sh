@@ -48,7 +48,8 @@ CPU_BIN=target/release/reka-host
 if [ ! -e target/wasm/reka-app.wasm ] || [ ! -e "$CPU_BIN" ]; then
     env -u REKA_SKIP_COMPONENTS cargo build --release -p reka-host
 fi
-SMOL=$("$CPU_BIN" fetch | grep -m1 '\.gguf$')
+FETCHED=$("$CPU_BIN" fetch)
+SMOL=$(printf '%s\n' "$FETCHED" | grep -m1 '\.gguf$')
 SAVED=$(mktemp)
 cp -p "$CPU_BIN" "$SAVED"
 restore() { rm -f "$CPU_BIN"; mv "$SAVED" "$CPU_BIN"; }

@@ -9,3 +9,8 @@ cargo clippy --release --manifest-path components/Cargo.toml --target wasm32-was
 # The components' logic (sampling, stop strings, request validation) also runs natively.
 cargo test --release --manifest-path components/Cargo.toml --lib
 cargo test --release --workspace
+# The GPU build (cargo feature `cuda`) on this GPU-less machine: lint, and the
+# tests that need no device (the GPU weight readers, --device fallback); the
+# kernel tests print why they skip (no libnvrtc / no CUDA device).
+cargo clippy --release -p reka-host -p reka-kernels --features reka-host/cuda --lib --bins -- -D warnings
+cargo test --release -p reka-host -p reka-kernels --features reka-host/cuda --lib -- cuda:: gpu:: device::

@@ -174,6 +174,10 @@ impl Gpu {
         if major < 7 {
             return Err(GpuError::Unavailable(format!("compute capability {major}.{minor} is below 7.0")));
         }
+        // SAFETY: every allocation and kernel of this crate's users goes through
+        // the one stream below, so no cross-stream synchronisation is needed;
+        // without this, a second stream would make every launch record events.
+        unsafe { ctx.disable_event_tracking() };
         let arch = format!("compute_{major}{minor}");
         let module = ctx.load_module(compile_ptx(&arch)?)?;
         let mut funcs = HashMap::new();

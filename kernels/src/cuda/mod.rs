@@ -127,7 +127,10 @@ pub fn compile_ptx(arch: &str) -> Result<Ptx> {
     }
     let opts = CompileOptions {
         options: vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()],
-        fmad: Some(true),
+        // No contraction of a separate multiply and add into an FMA: the CPU build
+        // rounds both, and the GGUF path is meant to follow it closely (explicit
+        // `fmaf` calls still fuse).
+        fmad: Some(false),
         name: Some("reka_kernels.cu".into()),
         ..Default::default()
     };

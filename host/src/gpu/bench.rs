@@ -60,20 +60,25 @@ pub fn run(spec: &BenchSpec) -> Result<()> {
     let m = GpuLlama::load_on(gpu, &spec.model)?;
     println!("loaded {} in {:.1} s", spec.model.display(), started.elapsed().as_secs_f64());
     println!();
-    println!("| batch | tokens/s (all) | tokens/s (per stream) | ms/step | weight GB/token | limit tokens/s @3.35TB/s | ratio |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| batch | CUDA graphs | tokens/s (all) | tokens/s (per stream) | ms/step | weight GB/token | limit tokens/s @3.35TB/s | ratio |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for &b in &spec.batch {
-        let (step_s, total) = measure(&m, b, spec.prompt, spec.tokens)?;
-        let per = 1.0 / step_s;
-        let all_limit = limit * b as f64;
-        println!(
-            "| {b} | {:.1} | {per:.1} | {:.2} | {:.3} | {all_limit:.1} | {:.1}% |",
-            per * b as f64,
-            step_s * 1e3,
-            bytes as f64 / 1e9,
-            100.0 * per * b as f64 / all_limit
-        );
-        tracing::debug!(batch = b, total_s = total, "measured");
+        for graphs in [false, true] {
+            m.set_graphs(graphs);
+            let (step_s, total) = measure(&m, b, spec.prompt, spec.tokens)?;
+            // A failed capture switches graphs off: say what really ran.
+            let used = if graphs && !m.graphs() { "failed, eager" } else if graphs { "on" } else { "off" };
+            let per = 1.0 / step_s;
+            let all_limit = limit * b as f64;
+            println!(
+                "| {b} | {used} | {:.1} | {per:.1} | {:.2} | {:.3} | {all_limit:.1} | {:.1}% |",
+                per * b as f64,
+                step_s * 1e3,
+                bytes as f64 / 1e9,
+                100.0 * per * b as f64 / all_limit
+            );
+            tracing::debug!(batch = b, total_s = total, "measured");
+        }
     }
     Ok(())
 }
@@ -139,22 +144,26 @@ fn compare(path: &Path, dtype: model::WeightDtype, tol: f32) -> Result<()> {
     let prompt = cpu.tokenizer.encode(VERIFY_PROMPT, true);
     let gpu = GpuLlama::load_like(super::Gpu::open(0)?, path, cpu.decoder.config())?;
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let mut cc = cpu.decoder.new_cache();
-    let mut gc = gpu.new_cache(8)?; // small on purpose: the cache grows on the way
-    let mut ids = prompt;
     let mut worst = 0f32;
-    for step in 0..12 {
-        let want = cpu.decoder.forward(&ids, &mut cc)?.to_vec1::<f32>()?;
-        let got = gpu.forward(&ids, &mut gc)?;
-        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let diff = want.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        worst = worst.max(diff / scale.max(1e-6));
-        let (a, b) = (argmax(&want), argmax(&got));
-        println!("verify {name} step {step}: max |Δlogit| {diff:.2e} (max |logit| {scale:.2e}), argmax cpu {a} gpu {b}");
-        if diff > tol * scale + 1e-4 {
-            bail!("{name}: GPU logits differ from the CPU's at step {step}: max |Δ| {diff} vs max |logit| {scale}");
+    for graphs in [false, true] {
+        gpu.set_graphs(graphs);
+        let mut cc = cpu.decoder.new_cache();
+        let mut gc = gpu.new_cache(8)?; // small on purpose: the cache grows on the way
+        let mut ids = prompt.clone();
+        for step in 0..12 {
+            let want = cpu.decoder.forward(&ids, &mut cc)?.to_vec1::<f32>()?;
+            let got = gpu.forward(&ids, &mut gc)?;
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = want.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            worst = worst.max(diff / scale.max(1e-6));
+            let (a, b) = (argmax(&want), argmax(&got));
+            let mode = if gpu.graphs() { "graphs" } else { "eager" };
+            println!("verify {name} ({mode}) step {step}: max |Δlogit| {diff:.2e} (max |logit| {scale:.2e}), argmax cpu {a} gpu {b}");
+            if diff > tol * scale + 1e-4 {
+                bail!("{name} ({mode}): GPU logits differ from the CPU's at step {step}: max |Δ| {diff} vs max |logit| {scale}");
+            }
+            ids = vec![a];
         }
-        ids = vec![a];
     }
     println!("verify: GPU decoder matches the CPU decoder on {name} (worst relative |Δ| {worst:.2e}, KV cache {:?})", gpu.kv_type());
     Ok(())

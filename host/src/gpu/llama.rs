@@ -15,12 +15,34 @@
 //! of prompt chunks and single decode tokens from several sessions in one pass.
 
 use super::load::{self, HostWeights};
+use super::scratch::Scratch;
 use super::weights::GpuMatrix;
 use crate::model::config::DecoderConfig;
 use anyhow::{bail, Context, Result};
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr};
-use reka_kernels::cuda::{AttnShape, Gpu, KvType, Q8Acts};
+use reka_kernels::cuda::{AttnShape, Gpu, Graph, KvType, Q8Acts};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
+
+/// Decode steps of up to this many sessions are replayed from CUDA graphs.
+const MAX_GRAPH_ROWS: usize = 64;
+
+/// A captured decode step and the buffers its kernels were captured with.
+struct DecodeGraph {
+    scratch: Scratch,
+    graph: Graph,
+}
+
+/// What a forward pass reuses: the eager path's buffers and the decode graphs.
+#[derive(Default)]
+struct Runtime {
+    eager: Option<Scratch>,
+    graphs: HashMap<usize, DecodeGraph>,
+    /// Set when graphs are switched off, or a capture failed (then every step
+    /// runs eagerly).
+    graphs_off: bool,
+}
 
 struct GpuBlock {
     attn_norm: CudaSlice<f32>,
@@ -45,6 +67,7 @@ pub struct GpuLlama {
     cos: CudaSlice<f32>,
     sin: CudaSlice<f32>,
     weight_bytes: usize,
+    rt: Mutex<Runtime>,
 }
 
 /// One session's keys and values on the device: `[layer][K, V][capacity]
@@ -139,7 +162,9 @@ impl GpuLlama {
         let weight_bytes = blocks.iter().map(|b| b.wqkv.bytes() + b.wo.bytes() + b.w_gate_up.bytes() + b.w_down.bytes()).sum::<usize>()
             + embed.bytes()
             + lm_head.as_ref().map_or(0, GpuMatrix::bytes);
-        Ok(Self { gpu, cfg, shape, kv, blocks, embed, final_norm, lm_head, cos, sin, weight_bytes })
+        let graphs_off = std::env::var("REKA_CUDA_GRAPHS").is_ok_and(|v| v == "0");
+        let rt = Mutex::new(Runtime { graphs_off, ..Runtime::default() });
+        Ok(Self { gpu, cfg, shape, kv, blocks, embed, final_norm, lm_head, cos, sin, weight_bytes, rt })
     }
 
     /// The decoder's shape.
@@ -219,11 +244,30 @@ impl GpuLlama {
         Ok(())
     }
 
+    /// Whether decode steps are replayed from CUDA graphs (on unless
+    /// `REKA_CUDA_GRAPHS=0`, or a capture failed).
+    pub fn graphs(&self) -> bool {
+        !self.runtime().graphs_off
+    }
+
+    /// Switches the decode graphs on or off (the bench measures both).
+    pub fn set_graphs(&self, on: bool) {
+        let mut rt = self.runtime();
+        rt.graphs_off = !on;
+        if !on {
+            rt.graphs.clear();
+        }
+    }
+
+    fn runtime(&self) -> std::sync::MutexGuard<'_, Runtime> {
+        self.rt.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Appends each step's ids to its session; returns, per step, the logits of
     /// its last position. Every step needs at least one id; caches grow as needed.
+    /// A step of single decode tokens without media replays a CUDA graph
+    /// captured for its number of sessions; any other step runs eagerly.
     pub fn forward_batch(&self, steps: &mut [GpuStep<'_>]) -> Result<Vec<Vec<f32>>> {
-        let c = &self.cfg;
-        let (h, ff, vocab, shape) = (c.hidden_size, c.intermediate_size, c.vocab_size, self.shape);
         for st in steps.iter_mut() {
             if st.ids.is_empty() {
                 bail!("a step with no token ids");
@@ -241,48 +285,118 @@ impl GpuLlama {
             }
             last.push(i32::try_from(ids.len() - 1)?);
         }
-        let (n, ns) = (ids.len(), steps.len());
+        let n = ids.len();
         if n == 0 {
             return Ok(vec![]);
         }
-        let (ids, meta, ptrs, last) = (s.clone_htod(&ids)?, s.clone_htod(&meta)?, s.clone_htod(&ptrs)?, s.clone_htod(&last)?);
-        let mut x = s.alloc_zeros::<f32>(n * h)?;
-        let mut hb = s.alloc_zeros::<f32>(n * h)?;
-        let mut qkv = s.alloc_zeros::<f32>(n * shape.qkv_width())?;
-        let mut att = s.alloc_zeros::<f32>(n * shape.q_width())?;
-        let mut gu = s.alloc_zeros::<f32>(n * 2 * ff)?;
-        let mut act = s.alloc_zeros::<f32>(n * ff)?;
-        let mut q8 = Q8Acts::new(s, n * h.max(ff).max(shape.q_width()))?;
-        let g = &self.gpu;
-        let eps = c.rms_norm_eps as f32;
-        let scale = 1.0 / (c.head_dim as f32).sqrt();
-        let round = self.kv == KvType::F16;
-        match &self.embed {
-            GpuMatrix::Half { bits, data, .. } => g.embedding(*bits, data, &ids, &mut x.as_view_mut(), h, n)?,
-            GpuMatrix::Blocks { qtype, data, .. } => g.embedding_q(*qtype, data, &ids, &mut x.as_view_mut(), h, n)?,
-        }
-        self.place_embeds(steps, &mut x)?;
-        for (l, b) in self.blocks.iter().enumerate() {
-            g.rms_norm(&x.as_view(), &b.attn_norm, &mut hb.as_view_mut(), None, n, h, eps)?;
-            self.matvec(&b.wqkv, &hb.as_view(), n, &mut qkv.as_view_mut(), false, &mut q8)?;
-            g.rope_kv_append(self.kv, &mut qkv.as_view_mut(), &self.cos, &self.sin, &meta, &ptrs, n, l, shape, c.rope_style)?;
-            g.attention(self.kv, round, &qkv.as_view(), &mut att.as_view_mut(), &meta, &ptrs, n, l, shape, scale)?;
-            self.matvec(&b.wo, &att.as_view(), n, &mut x.as_view_mut(), true, &mut q8)?;
-            g.rms_norm(&x.as_view(), &b.ffn_norm, &mut hb.as_view_mut(), None, n, h, eps)?;
-            self.matvec(&b.w_gate_up, &hb.as_view(), n, &mut gu.as_view_mut(), false, &mut q8)?;
-            g.swiglu(&gu.as_view(), &mut act.as_view_mut(), ff, n)?;
-            self.matvec(&b.w_down, &act.as_view(), n, &mut x.as_view_mut(), true, &mut q8)?;
-        }
-        let mut lastx = s.alloc_zeros::<f32>(ns * h)?;
-        g.rms_norm(&x.as_view(), &self.final_norm, &mut lastx.as_view_mut(), Some(&last), ns, h, eps)?;
-        let mut logits = s.alloc_zeros::<f32>(ns * vocab)?;
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        self.matvec(head, &lastx.as_view(), ns, &mut logits.as_view_mut(), false, &mut q8)?;
-        let all = s.clone_dtoh(&logits)?;
+        let decode = steps.iter().all(|st| st.ids.len() == 1 && st.embeds.is_empty());
+        let mut rt = self.runtime();
+        let logits = if decode && n <= MAX_GRAPH_ROWS && !rt.graphs_off {
+            match self.replay(&mut rt, n, (&ids, &meta, &ptrs, &last)) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("CUDA graph capture failed, running eagerly from now on: {e:#}");
+                    rt.graphs_off = true;
+                    rt.graphs.clear();
+                    self.eager(&mut rt, steps, (&ids, &meta, &ptrs, &last))?
+                }
+            }
+        } else {
+            self.eager(&mut rt, steps, (&ids, &meta, &ptrs, &last))?
+        };
         for st in steps.iter_mut() {
             st.cache.len += st.ids.len();
         }
-        Ok(all.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
+        let vocab = self.cfg.vocab_size;
+        Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Copies a step's inputs into `sc`.
+    fn upload_inputs(&self, sc: &mut Scratch, (ids, meta, ptrs, last): Inputs<'_>) -> Result<()> {
+        let s = self.gpu.stream();
+        s.memcpy_htod(ids, &mut sc.ids.slice_mut(..ids.len()))?;
+        s.memcpy_htod(meta, &mut sc.meta.slice_mut(..meta.len()))?;
+        s.memcpy_htod(ptrs, &mut sc.ptrs.slice_mut(..ptrs.len()))?;
+        s.memcpy_htod(last, &mut sc.last.slice_mut(..last.len()))?;
+        Ok(())
+    }
+
+    /// The step without a graph: buffers reused (grown when too small), media
+    /// rows copied in after the embedding lookup.
+    fn eager(&self, rt: &mut Runtime, steps: &[GpuStep<'_>], inputs: Inputs<'_>) -> Result<Vec<f32>> {
+        let (n, ns) = (inputs.0.len(), inputs.3.len());
+        if !rt.eager.as_ref().is_some_and(|sc| sc.fits(n, ns)) {
+            let (r, st) = rt.eager.as_ref().map_or((n, ns), |sc| (sc.rows.max(n), sc.steps.max(ns)));
+            rt.eager = None; // free the old buffers first
+            rt.eager = Some(Scratch::new(self.gpu.stream(), &self.cfg, self.shape, r, st)?);
+        }
+        let sc = rt.eager.as_mut().context("scratch")?;
+        self.upload_inputs(sc, inputs)?;
+        self.embed_rows(sc, n)?;
+        self.place_embeds(steps, &mut sc.x)?;
+        self.layers_and_head(sc, n, ns)?;
+        Ok(self.gpu.stream().clone_dtoh(&sc.logits.slice(..ns * self.cfg.vocab_size))?)
+    }
+
+    /// A decode step of `n` sessions from its graph, captured on first use.
+    fn replay(&self, rt: &mut Runtime, n: usize, inputs: Inputs<'_>) -> Result<Vec<f32>> {
+        let g = match rt.graphs.entry(n) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let mut scratch = Scratch::new(self.gpu.stream(), &self.cfg, self.shape, n, n)?;
+                let graph = self.capture(&mut scratch, n)?;
+                e.insert(DecodeGraph { scratch, graph })
+            }
+        };
+        self.upload_inputs(&mut g.scratch, inputs)?;
+        g.graph.launch()?;
+        Ok(self.gpu.stream().clone_dtoh(&g.scratch.logits.slice(..n * self.cfg.vocab_size))?)
+    }
+
+    /// Records the kernels of a decode step of `n` sessions over `sc`.
+    fn capture(&self, sc: &mut Scratch, n: usize) -> Result<Graph> {
+        self.gpu.begin_capture()?;
+        let launched = self.embed_rows(sc, n).and_then(|()| self.layers_and_head(sc, n, n));
+        let ended = self.gpu.end_capture();
+        launched?;
+        let graph = ended?;
+        tracing::debug!(sessions = n, "captured a CUDA graph for decode steps");
+        Ok(graph)
+    }
+
+    /// The embedding lookup of `n` rows into `sc.x`.
+    fn embed_rows(&self, sc: &mut Scratch, n: usize) -> Result<()> {
+        let h = self.cfg.hidden_size;
+        match &self.embed {
+            GpuMatrix::Half { bits, data, .. } => self.gpu.embedding(*bits, data, &sc.ids, &mut sc.x.as_view_mut(), h, n)?,
+            GpuMatrix::Blocks { qtype, data, .. } => self.gpu.embedding_q(*qtype, data, &sc.ids, &mut sc.x.as_view_mut(), h, n)?,
+        }
+        Ok(())
+    }
+
+    /// Every layer over `n` rows in `sc.x`, then the final norm of the `ns`
+    /// sessions' last rows and the LM head into `sc.logits`. Kernel launches
+    /// only (no allocation, no copy), so it can be captured.
+    fn layers_and_head(&self, sc: &mut Scratch, n: usize, ns: usize) -> Result<()> {
+        let c = &self.cfg;
+        let (h, ff, shape, g) = (c.hidden_size, c.intermediate_size, self.shape, &self.gpu);
+        let eps = c.rms_norm_eps as f32;
+        let scale = 1.0 / (c.head_dim as f32).sqrt();
+        let round = self.kv == KvType::F16;
+        for (l, b) in self.blocks.iter().enumerate() {
+            g.rms_norm(&sc.x.as_view(), &b.attn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps)?;
+            self.matvec(&b.wqkv, &sc.hb.as_view(), n, &mut sc.qkv.as_view_mut(), false, &mut sc.q8)?;
+            g.rope_kv_append(self.kv, &mut sc.qkv.as_view_mut(), &self.cos, &self.sin, &sc.meta, &sc.ptrs, n, l, shape, c.rope_style)?;
+            g.attention(self.kv, round, &sc.qkv.as_view(), &mut sc.att.as_view_mut(), &sc.meta, &sc.ptrs, n, l, shape, scale)?;
+            self.matvec(&b.wo, &sc.att.as_view(), n, &mut sc.x.as_view_mut(), true, &mut sc.q8)?;
+            g.rms_norm(&sc.x.as_view(), &b.ffn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps)?;
+            self.matvec(&b.w_gate_up, &sc.hb.as_view(), n, &mut sc.gu.as_view_mut(), false, &mut sc.q8)?;
+            g.swiglu(&sc.gu.as_view(), &mut sc.act.as_view_mut(), ff, n)?;
+            self.matvec(&b.w_down, &sc.act.as_view(), n, &mut sc.x.as_view_mut(), true, &mut sc.q8)?;
+        }
+        g.rms_norm(&sc.x.as_view(), &self.final_norm, &mut sc.lastx.as_view_mut(), Some(&sc.last), ns, h, eps)?;
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        self.matvec(head, &sc.lastx.as_view(), ns, &mut sc.logits.as_view_mut(), false, &mut sc.q8)
     }
 
     /// Writes the steps' given embeddings (media) over their rows of `x`.
@@ -302,3 +416,7 @@ impl GpuLlama {
         Ok(())
     }
 }
+
+/// A step's host-side inputs: ids, (position, capacity) pairs, cache
+/// pointers, last rows.
+type Inputs<'a> = (&'a [i32], &'a [i32], &'a [u64], &'a [i32]);

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod llama;
 pub mod load;
+pub mod scratch;
 pub mod weights;
 
 pub use llama::{GpuKvCache, GpuLlama, GpuStep};

@@ -21,6 +21,7 @@ mod tests;
 pub use ops::{AttnShape, KvType, WeightBits};
 pub use qops::Q8Acts;
 
+
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use std::collections::HashMap;
@@ -140,6 +141,20 @@ pub fn compile_ptx(arch: &str) -> Result<Ptx> {
     })
 }
 
+/// A captured sequence of launches, replayed on the stream it was captured on.
+pub struct Graph(cudarc::driver::CudaGraph);
+
+// SAFETY: CUDA requires calls on one graph to be serialised, not to stay on one
+// thread; `launch` takes `&mut self`, so an owner (behind a mutex, say) does that.
+unsafe impl Send for Graph {}
+
+impl Graph {
+    /// Runs the recorded launches again (with whatever the buffers hold now).
+    pub fn launch(&mut self) -> Result<()> {
+        Ok(self.0.launch()?)
+    }
+}
+
 /// One CUDA device with the kernels loaded, and the stream they run on; clones
 /// share them.
 #[derive(Clone)]
@@ -188,7 +203,9 @@ impl Gpu {
             funcs.insert(k, module.load_function(k)?);
         }
         let name = ctx.name().unwrap_or_else(|_| "CUDA device".into());
-        Ok(Self { stream: ctx.default_stream(), ctx, funcs, _module: module, name, arch })
+        // Our own stream: the legacy default stream cannot be captured into a graph.
+        let stream = ctx.new_stream()?;
+        Ok(Self { stream, ctx, funcs, _module: module, name, arch })
     }
 
     /// The device's name (e.g. "NVIDIA H100 80GB HBM3").
@@ -219,6 +236,22 @@ impl Gpu {
     /// Waits for every queued kernel.
     pub fn synchronize(&self) -> Result<()> {
         Ok(self.stream.synchronize()?)
+    }
+
+    /// Starts recording this thread's launches on the stream into a graph
+    /// (nothing runs until the graph is launched). Allocations and copies
+    /// from pageable memory are not allowed until [`Gpu::end_capture`].
+    pub fn begin_capture(&self) -> Result<()> {
+        Ok(self.stream.begin_capture(cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?)
+    }
+
+    /// Ends the recording begun by [`Gpu::begin_capture`] (also after a failed
+    /// launch, which leaves the stream usable again) and instantiates it.
+    pub fn end_capture(&self) -> Result<Graph> {
+        let g = self.stream.end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0))?;
+        let g = g.ok_or_else(|| GpuError::Driver("the capture recorded nothing".into()))?;
+        g.upload()?;
+        Ok(Graph(g))
     }
 
     fn func(&self, name: &str) -> Result<&CudaFunction> {

@@ -376,3 +376,28 @@ fn block_gemv_and_embedding_match_the_cpu_kernels() {
         }
     }
 }
+
+/// A captured launch replays on whatever its buffers hold at launch time.
+#[test]
+fn a_captured_graph_replays_on_new_inputs() {
+    let Some(g) = gpu() else { return };
+    let n = 1000;
+    let mut s = 7;
+    let mut x = up(&g, &vec![0f32; n]);
+    let mut y = up(&g, &noise(n, &mut s));
+    g.begin_capture().expect("begin");
+    let launched = g.add(&mut x.as_view_mut(), &y.as_view(), n);
+    let mut graph = g.end_capture().expect("end");
+    launched.expect("launch during capture");
+    assert_eq!(down(&g, &x), vec![0f32; n], "capturing runs nothing");
+    let mut total = vec![0f32; n];
+    for _ in 0..3 {
+        let v = noise(n, &mut s);
+        g.stream().memcpy_htod(&v, &mut y).expect("upload");
+        graph.launch().expect("replay");
+        for (t, v) in total.iter_mut().zip(&v) {
+            *t += v;
+        }
+        assert_eq!(down(&g, &x), total, "each replay adds the current y");
+    }
+}

@@ -1,7 +1,9 @@
 //! Where the decoders run (`--device auto|cpu|cuda`). A GPU build with a CUDA
-//! device puts every served decoder on it (models loaded from one file share
-//! one GPU copy); without a device, `auto` logs why and stays on the CPU, and
-//! `cuda` is an error. A CPU build accepts `auto` and `cpu` only.
+//! device puts every served decoder on it, each model its own copy and stream
+//! (its engine thread is then the only one using them, which CUDA graph
+//! capture needs; two models of one file cost two uploads); without a device,
+//! `auto` logs why and stays on the CPU, and `cuda` is an error. A CPU build
+//! accepts `auto` and `cpu` only.
 
 use crate::model::LoadedModel;
 use anyhow::Result;
@@ -32,8 +34,6 @@ impl std::str::FromStr for DeviceChoice {
 pub struct Placer {
     #[cfg(feature = "cuda")]
     gpu: Option<crate::gpu::Gpu>,
-    #[cfg(feature = "cuda")]
-    shared: Vec<(std::path::PathBuf, std::sync::Arc<crate::gpu::GpuLlama>)>,
 }
 
 impl Placer {
@@ -49,7 +49,7 @@ impl Placer {
                 DeviceChoice::Auto => crate::gpu::probe(),
                 DeviceChoice::Cuda => Some(crate::gpu::Gpu::open(0).map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?),
             };
-            Ok(Self { gpu, shared: Vec::new() })
+            Ok(Self { gpu })
         }
         #[cfg(not(feature = "cuda"))]
         {
@@ -68,17 +68,11 @@ impl Placer {
         false
     }
 
-    /// Uploads `m`'s decoder to the GPU when there is one (sharing the copy
-    /// made for another model of the same file).
+    /// Uploads `m`'s decoder to the GPU when there is one.
     pub fn place(&mut self, m: &mut LoadedModel) -> Result<()> {
         #[cfg(feature = "cuda")]
         if let Some(gpu) = &self.gpu {
             use anyhow::Context;
-            let key = std::fs::canonicalize(&m.decoder_path).unwrap_or_else(|_| m.decoder_path.clone());
-            if let Some((_, g)) = self.shared.iter().find(|(p, _)| *p == key) {
-                m.gpu = Some(g.clone());
-                return Ok(());
-            }
             let started = std::time::Instant::now();
             let g = crate::gpu::GpuLlama::load_like(gpu.clone(), &m.decoder_path, m.decoder.config())
                 .with_context(|| format!("loading {} onto the GPU", m.decoder_path.display()))?;
@@ -90,9 +84,7 @@ impl Placer {
                 ms = started.elapsed().as_millis() as u64,
                 "decoder on the GPU"
             );
-            let g = std::sync::Arc::new(g);
-            self.shared.push((key, g.clone()));
-            m.gpu = Some(g);
+            m.gpu = Some(std::sync::Arc::new(g));
         }
         #[cfg(not(feature = "cuda"))]
         let _ = m;

@@ -138,6 +138,9 @@ impl GpuLlama {
     }
 
     fn upload(gpu: Gpu, w: HostWeights, kv: KvType) -> Result<Self> {
+        // A stream per decoder: its engine thread is the only one that queues
+        // work on it, which a graph capture needs.
+        let gpu = gpu.with_own_stream()?;
         let cfg = w.cfg;
         let shape = AttnShape { heads: cfg.num_heads, kv_heads: cfg.num_kv_heads, head_dim: cfg.head_dim };
         shape.check()?;
@@ -268,6 +271,10 @@ impl GpuLlama {
     /// A step of single decode tokens without media replays a CUDA graph
     /// captured for its number of sessions; any other step runs eagerly.
     pub fn forward_batch(&self, steps: &mut [GpuStep<'_>]) -> Result<Vec<Vec<f32>>> {
+        // One pass at a time. The decoder is meant for one engine thread (its
+        // caches are made and dropped there too): work queued on its stream by
+        // another thread during a graph capture would join the capture.
+        let mut rt = self.runtime();
         for st in steps.iter_mut() {
             if st.ids.is_empty() {
                 bail!("a step with no token ids");
@@ -290,7 +297,6 @@ impl GpuLlama {
             return Ok(vec![]);
         }
         let decode = steps.iter().all(|st| st.ids.len() == 1 && st.embeds.is_empty());
-        let mut rt = self.runtime();
         let logits = if decode && n <= MAX_GRAPH_ROWS && !rt.graphs_off {
             match self.replay(&mut rt, n, (&ids, &meta, &ptrs, &last)) {
                 Ok(l) => l,

@@ -208,6 +208,15 @@ impl Gpu {
         Ok(Self { stream, ctx, funcs, _module: module, name, arch })
     }
 
+    /// The same device and kernels on a stream of its own: work queued on it
+    /// is ordered only with itself, and capturing it into a graph does not
+    /// take in another stream's work.
+    pub fn with_own_stream(&self) -> Result<Self> {
+        let mut g = self.clone();
+        g.stream = self.ctx.new_stream()?;
+        Ok(g)
+    }
+
     /// The device's name (e.g. "NVIDIA H100 80GB HBM3").
     pub fn name(&self) -> &str {
         &self.name

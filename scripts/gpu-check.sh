@@ -52,6 +52,8 @@ a)
     timeout 120 "$BIN/reka-host" write-checkpoint --preset reka-tiny --out "$WORK/reka-tiny" >"$OUT/tiny.txt" 2>&1
     timeout 120 "$BIN/reka-host" gpu-bench --model "$WORK/reka-tiny" --verify --batch 1,32 -n 32 >>"$OUT/tiny.txt" 2>&1
     check $? "tiny"
+    # gpu-bench exits 0 without a device: a pass needs the verify line too.
+    grep -q "^verify: GPU decoder matches" "$OUT/tiny.txt" || check 1 "tiny verify ran on a GPU"
     grep -E "^verify: |^\|" "$OUT/tiny.txt" | tail -8 | tee -a "$OUT/summary.txt"
 
     if [ -n "${REKA_GPU_SKIP_EDGE:-}" ]; then stamp "done a (reka-edge skipped)"; exit 0; fi
@@ -85,6 +87,7 @@ b)
     timeout 120 "$BIN/reka-host" write-checkpoint --preset reka-tiny --out "$WORK/reka-tiny" >/dev/null 2>&1
     timeout 150 "$BIN/reka-host" gpu-bench --model "$WORK/reka-tiny" --verify --verify-model "$SMOL" --batch 1 -n 8 >"$OUT/smollm2-verify.txt" 2>&1
     check $? "verify"
+    [ "$(grep -c "^verify: GPU decoder matches" "$OUT/smollm2-verify.txt")" = 2 ] || check 1 "SmolLM2 verify ran on a GPU"
     grep -E "^verify" "$OUT/smollm2-verify.txt" | tail -14 | tee -a "$OUT/summary.txt"
 
     stamp "SmolLM2 over HTTP: serve --device cuda vs --device cpu, greedy"

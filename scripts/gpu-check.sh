@@ -56,7 +56,7 @@ a)
     grep -q "^verify: GPU decoder matches" "$OUT/tiny.txt" || check 1 "tiny verify ran on a GPU"
     grep -E "^verify: |^\|" "$OUT/tiny.txt" | tail -8 | tee -a "$OUT/summary.txt"
 
-    if [ -n "${REKA_GPU_SKIP_EDGE:-}" ]; then stamp "done a (reka-edge skipped)"; exit 0; fi
+    if [ -n "${REKA_GPU_SKIP_EDGE:-}" ]; then stamp "done a (reka-edge skipped; failures: $FAIL)"; exit "$FAIL"; fi
     stamp "write reka-edge (bf16, random) to $WORK/reka-edge"
     if [ ! -e "$WORK/reka-edge/model.safetensors.index.json" ]; then
         timeout 200 "$BIN/reka-host" write-checkpoint --preset reka-edge --out "$WORK/reka-edge" >"$OUT/write-edge.txt" 2>&1

@@ -301,7 +301,7 @@ impl GpuLlama {
             match self.replay(&mut rt, n, (&ids, &meta, &ptrs, &last)) {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!("CUDA graph capture failed, running eagerly from now on: {e:#}");
+                    tracing::warn!("CUDA graph step failed (capture or replay); this decoder runs eagerly from now on: {e:#}");
                     rt.graphs_off = true;
                     rt.graphs.clear();
                     self.eager(&mut rt, steps, (&ids, &meta, &ptrs, &last))?

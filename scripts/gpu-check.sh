@@ -12,6 +12,7 @@
 #      4. gpu-bench on it at batch 1 and 32: tokens/s vs the 3.35 TB/s limit.
 #   b (carry target/device/b): join SmolLM2 and check its sha256;
 #      5. gpu-bench --verify-model: GPU vs CPU logits on SmolLM2's Q4_1 GGUF;
+#         then gpu-bench on it (Q4_1 blocks on the GPU), batch 1 and 32;
 #      6. HTTP: the same greedy chat requests to `serve --device cuda` and
 #         `serve --device cpu` (same binary), streamed tokens compared.
 # REKA_GPU_SKIP_EDGE=1 skips 3 and 4 (a dry run of the script without a GPU).
@@ -89,6 +90,11 @@ b)
     check $? "verify"
     [ "$(grep -c "^verify: GPU decoder matches" "$OUT/smollm2-verify.txt")" = 2 ] || check 1 "SmolLM2 verify ran on a GPU"
     grep -E "^verify" "$OUT/smollm2-verify.txt" | tail -14 | tee -a "$OUT/summary.txt"
+
+    stamp "SmolLM2 Q4_1 decode speed on the GPU, batch 1 and 32"
+    timeout 90 "$BIN/reka-host" gpu-bench --model "$SMOL" --batch 1,32 -n 64 >"$OUT/bench-smollm2.txt" 2>&1
+    check $? "bench SmolLM2"
+    grep -E "^weights read|^\|" "$OUT/bench-smollm2.txt" | tail -7 | tee -a "$OUT/summary.txt"
 
     stamp "SmolLM2 over HTTP: serve --device cuda vs --device cpu, greedy"
     timeout 240 python3 scripts/http-greedy-compare.py "$BIN/reka-host" "$SMOL" --devices cuda,cpu --out "$OUT" >"$OUT/http-greedy.txt" 2>&1

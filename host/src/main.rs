@@ -109,7 +109,7 @@ enum Cmd {
     /// Decode speed of the CUDA decoder against the memory-bandwidth limit (GPU builds).
     #[cfg(feature = "cuda")]
     GpuBench {
-        /// A Hugging Face checkpoint directory (bf16), e.g. from write-checkpoint.
+        /// A Hugging Face checkpoint directory (bf16), e.g. from write-checkpoint, or a GGUF file.
         #[arg(long)]
         model: PathBuf,
         /// Concurrent streams to measure, comma-separated.

@@ -40,14 +40,21 @@ fn argmax(x: &[f32]) -> u32 {
     best as u32
 }
 
-/// Runs the bench and prints its table on stdout.
+/// Runs the bench and prints its table on stdout. `spec.model` is a
+/// checkpoint directory (bytes per token from its config, as bf16) or a GGUF
+/// file (bytes per token as the GPU holds its weights).
 pub fn run(spec: &BenchSpec) -> Result<()> {
-    let text = std::fs::read_to_string(spec.model.join("config.json"))
-        .with_context(|| format!("reading {}/config.json", spec.model.display()))?;
-    let hf: HfLlamaConfig = serde_json::from_str(&text).context("parsing config.json")?;
-    let bytes = presets::decode_bytes_per_token(&hf, presets::WeightDtype::Bf16)?;
-    let limit = H100_BYTES_PER_S / bytes as f64;
-    println!("weights read per decode step: {:.3} GB (bf16); bandwidth limit at 3.35 TB/s: {limit:.1} steps/s", bytes as f64 / 1e9);
+    let dir_bytes = if spec.model.is_dir() {
+        let text = std::fs::read_to_string(spec.model.join("config.json"))
+            .with_context(|| format!("reading {}/config.json", spec.model.display()))?;
+        let hf: HfLlamaConfig = serde_json::from_str(&text).context("parsing config.json")?;
+        Some(presets::decode_bytes_per_token(&hf, presets::WeightDtype::Bf16)?)
+    } else {
+        None
+    };
+    if let Some(b) = dir_bytes {
+        println!("weights read per decode step: {:.3} GB (bf16); bandwidth limit at 3.35 TB/s: {:.1} steps/s", b as f64 / 1e9, H100_BYTES_PER_S / b as f64);
+    }
     let Some(gpu) = probe() else {
         println!("gpu-bench: no CUDA device: nothing measured (the CPU engine is measured by `reka-host bench`)");
         return Ok(());
@@ -57,8 +64,19 @@ pub fn run(spec: &BenchSpec) -> Result<()> {
         verify(&spec.verify_models)?;
     }
     let started = Instant::now();
-    let m = GpuLlama::load_on(gpu, &spec.model)?;
+    let m = match dir_bytes {
+        Some(_) => GpuLlama::load_on(gpu, &spec.model)?,
+        None => {
+            let cpu = model::load("bench", &spec.model)?;
+            GpuLlama::load_like(gpu, &spec.model, cpu.decoder.config())?
+        }
+    };
     println!("loaded {} in {:.1} s", spec.model.display(), started.elapsed().as_secs_f64());
+    let bytes = dir_bytes.unwrap_or_else(|| m.decode_bytes_per_token() as u64);
+    if dir_bytes.is_none() {
+        println!("weights read per decode step: {:.3} GB (as held on the GPU); bandwidth limit at 3.35 TB/s: {:.1} steps/s", bytes as f64 / 1e9, H100_BYTES_PER_S / bytes as f64);
+    }
+    let limit = H100_BYTES_PER_S / bytes as f64;
     println!();
     println!("| batch | CUDA graphs | tokens/s (all) | tokens/s (per stream) | ms/step | weight GB/token | limit tokens/s @3.35TB/s | ratio |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|");

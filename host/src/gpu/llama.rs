@@ -185,6 +185,16 @@ impl GpuLlama {
         self.weight_bytes
     }
 
+    /// Device bytes of weights one decode step reads: every block matrix, the
+    /// LM head, and one embedding row (the whole table when it is the head).
+    pub fn decode_bytes_per_token(&self) -> usize {
+        let blocks: usize = self.blocks.iter().map(|b| b.wqkv.bytes() + b.wo.bytes() + b.w_gate_up.bytes() + b.w_down.bytes()).sum();
+        match &self.lm_head {
+            Some(head) => blocks + head.bytes() + self.embed.bytes() / self.cfg.vocab_size.max(1),
+            None => blocks + self.embed.bytes(),
+        }
+    }
+
     /// How the KV cache is kept.
     pub fn kv_type(&self) -> KvType {
         self.kv

@@ -146,7 +146,10 @@ pub fn verify(more: &[PathBuf]) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     result?;
     for path in more {
-        compare(path, model::WeightDtype::Auto, 1e-3)?;
+        // Both sides quantize activations to 8 bits; summation order moves an
+        // activation across a rounding boundary now and then, so allow 1 % of the
+        // largest logit (a wrong kernel is off by whole logits).
+        compare(path, model::WeightDtype::Auto, 1e-2)?;
     }
     Ok(())
 }

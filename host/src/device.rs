@@ -69,7 +69,7 @@ impl Placer {
     }
 
     /// Uploads `m`'s decoder to the GPU when there is one.
-    pub fn place(&mut self, m: &mut LoadedModel) -> Result<()> {
+    pub fn place(&self, m: &mut LoadedModel) -> Result<()> {
         #[cfg(feature = "cuda")]
         if let Some(gpu) = &self.gpu {
             use anyhow::Context;

@@ -357,7 +357,7 @@ fn load(spec: &ModelSpec, dtype: model::WeightDtype) -> Result<model::LoadedMode
 
 fn serve(listen: &str, manifest_path: &std::path::Path, specs: &[ModelSpec], engine: &EngineArgs) -> Result<()> {
     let app = manifest::App::load(manifest_path)?;
-    let mut placer = reka_host::device::Placer::new(engine.device)?;
+    let placer = reka_host::device::Placer::new(engine.device)?;
     let mut loaded = Vec::new();
     for spec in specs {
         let mut m = load(spec, engine.dtype)?;

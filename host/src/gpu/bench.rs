@@ -3,10 +3,10 @@
 //! H100's 3.35 TB/s), and an optional check of the GPU decoder against the CPU
 //! one on a small random checkpoint.
 
-use super::{probe, GpuLlama, GpuStep};
-use crate::model::{self, config::HfLlamaConfig};
+use super::{probe, Gpu, GpuLlama, GpuStep};
+use crate::model;
 use crate::{checkpoint_writer, presets};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -45,9 +45,7 @@ fn argmax(x: &[f32]) -> u32 {
 /// file (bytes per token as the GPU holds its weights).
 pub fn run(spec: &BenchSpec) -> Result<()> {
     let dir_bytes = if spec.model.is_dir() {
-        let text = std::fs::read_to_string(spec.model.join("config.json"))
-            .with_context(|| format!("reading {}/config.json", spec.model.display()))?;
-        let hf: HfLlamaConfig = serde_json::from_str(&text).context("parsing config.json")?;
+        let hf = model::safetensors::read_config(&spec.model)?;
         Some(presets::decode_bytes_per_token(&hf, presets::WeightDtype::Bf16)?)
     } else {
         None
@@ -61,7 +59,7 @@ pub fn run(spec: &BenchSpec) -> Result<()> {
     };
     println!("device: {} ({})", gpu.name(), gpu.arch());
     if spec.verify {
-        verify(&spec.verify_models)?;
+        verify(&gpu, &spec.verify_models)?;
     }
     let started = Instant::now();
     let m = match dir_bytes {
@@ -138,18 +136,18 @@ fn measure(m: &GpuLlama, batch: usize, prompt: usize, tokens: usize) -> Result<(
 /// and compares the logits (bf16 KV cache on the GPU, f32 on the CPU); then the
 /// same for each model in `more` (GGUF files or checkpoint directories, e.g.
 /// SmolLM2's Q4_1 file, which the GPU computes in the CPU build's numerics).
-pub fn verify(more: &[PathBuf]) -> Result<()> {
+pub fn verify(gpu: &Gpu, more: &[PathBuf]) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("reka-gpu-verify-{}", std::process::id()));
     let config = presets::config_json("reka-tiny")?;
     checkpoint_writer::write_checkpoint(&config, &dir, &checkpoint_writer::Options::default())?;
-    let result = compare(&dir, model::WeightDtype::Bf16, 2e-2);
+    let result = compare(gpu, &dir, model::WeightDtype::Bf16, 2e-2);
     let _ = std::fs::remove_dir_all(&dir);
     result?;
     for path in more {
         // Both sides quantize activations to 8 bits; summation order moves an
         // activation across a rounding boundary now and then, so allow 1 % of the
         // largest logit (a wrong kernel is off by whole logits).
-        compare(path, model::WeightDtype::Auto, 1e-2)?;
+        compare(gpu, path, model::WeightDtype::Auto, 1e-2)?;
     }
     Ok(())
 }
@@ -160,10 +158,10 @@ const VERIFY_PROMPT: &str = "<|im_start|>user\nWhat is the capital of France?<|i
 
 /// Prompt plus 11 greedy steps on both decoders; fails when a step's logits
 /// differ by more than `tol` of the largest logit.
-fn compare(path: &Path, dtype: model::WeightDtype, tol: f32) -> Result<()> {
+fn compare(gpu: &Gpu, path: &Path, dtype: model::WeightDtype, tol: f32) -> Result<()> {
     let cpu = model::load_as("verify", path, dtype)?;
     let prompt = cpu.tokenizer.encode(VERIFY_PROMPT, true);
-    let gpu = GpuLlama::load_like(super::Gpu::open(0)?, path, cpu.decoder.config())?;
+    let gpu = GpuLlama::load_like(gpu.clone(), path, cpu.decoder.config())?;
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut worst = 0f32;
     for graphs in [false, true] {

@@ -66,7 +66,6 @@ pub struct GpuLlama {
     lm_head: Option<GpuMatrix>,
     cos: CudaSlice<f32>,
     sin: CudaSlice<f32>,
-    weight_bytes: usize,
     rt: Mutex<Runtime>,
 }
 
@@ -110,11 +109,6 @@ impl<'a> GpuStep<'a> {
 }
 
 impl GpuLlama {
-    /// Opens GPU 0 and loads the checkpoint directory `dir` onto it.
-    pub fn load(dir: &Path) -> Result<Self> {
-        Self::load_on(Gpu::open(0)?, dir)
-    }
-
     /// Loads the checkpoint directory `dir` (bf16, or f16/f32 narrowed to
     /// bf16) onto `gpu`.
     pub fn load_on(gpu: Gpu, dir: &Path) -> Result<Self> {
@@ -162,12 +156,9 @@ impl GpuLlama {
         let (cos, sin) = (s.clone_htod(&cos)?, s.clone_htod(&sin)?);
         let final_norm = s.clone_htod(&w.final_norm)?;
         gpu.synchronize()?;
-        let weight_bytes = blocks.iter().map(|b| b.wqkv.bytes() + b.wo.bytes() + b.w_gate_up.bytes() + b.w_down.bytes()).sum::<usize>()
-            + embed.bytes()
-            + lm_head.as_ref().map_or(0, GpuMatrix::bytes);
         let graphs_off = std::env::var("REKA_CUDA_GRAPHS").is_ok_and(|v| v == "0");
         let rt = Mutex::new(Runtime { graphs_off, ..Runtime::default() });
-        Ok(Self { gpu, cfg, shape, kv, blocks, embed, final_norm, lm_head, cos, sin, weight_bytes, rt })
+        Ok(Self { gpu, cfg, shape, kv, blocks, embed, final_norm, lm_head, cos, sin, rt })
     }
 
     /// The decoder's shape.
@@ -180,18 +171,22 @@ impl GpuLlama {
         &self.gpu
     }
 
-    /// Device bytes of the weights.
+    /// Device bytes of the blocks' matrices.
+    fn block_bytes(&self) -> usize {
+        self.blocks.iter().map(|b| b.wqkv.bytes() + b.wo.bytes() + b.w_gate_up.bytes() + b.w_down.bytes()).sum()
+    }
+
+    /// Device bytes of the weight matrices.
     pub fn weight_bytes(&self) -> usize {
-        self.weight_bytes
+        self.block_bytes() + self.embed.bytes() + self.lm_head.as_ref().map_or(0, GpuMatrix::bytes)
     }
 
     /// Device bytes of weights one decode step reads: every block matrix, the
     /// LM head, and one embedding row (the whole table when it is the head).
     pub fn decode_bytes_per_token(&self) -> usize {
-        let blocks: usize = self.blocks.iter().map(|b| b.wqkv.bytes() + b.wo.bytes() + b.w_gate_up.bytes() + b.w_down.bytes()).sum();
         match &self.lm_head {
-            Some(head) => blocks + head.bytes() + self.embed.bytes() / self.cfg.vocab_size.max(1),
-            None => blocks + self.embed.bytes(),
+            Some(head) => self.block_bytes() + head.bytes() + self.embed.bytes() / self.cfg.vocab_size.max(1),
+            None => self.block_bytes() + self.embed.bytes(),
         }
     }
 

@@ -4,17 +4,17 @@
 //! uploads.
 
 use super::weights::HostMatrix;
-use crate::model::config::{DecoderConfig, HfLlamaConfig};
+use crate::model::config::DecoderConfig;
+use crate::model::safetensors;
 use crate::model::st_reader::Checkpoint;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
 use reka_kernels::cuda::WeightBits;
 use reka_kernels::half_matmul::HalfType;
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One decoder block's weights on the host.
 pub struct HostBlock {
@@ -39,30 +39,13 @@ pub struct HostWeights {
     pub lm_head: Option<HostMatrix>,
 }
 
-/// The safetensors files of a checkpoint directory.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.exists() {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&index)?)?;
-        let map = v.get("weight_map").and_then(|m| m.as_object()).context("index has no weight_map")?;
-        let names: BTreeSet<&str> = map.values().filter_map(|f| f.as_str()).collect();
-        return Ok(names.into_iter().map(|n| dir.join(n)).collect());
-    }
-    let single = dir.join("model.safetensors");
-    if single.exists() {
-        return Ok(vec![single]);
-    }
-    bail!("{} has neither model.safetensors nor model.safetensors.index.json", dir.display())
-}
-
 /// Reads a Hugging Face checkpoint directory (bf16; f16/f32 narrowed to bf16).
 pub fn from_checkpoint(dir: &Path) -> Result<HostWeights> {
-    let text = std::fs::read_to_string(dir.join("config.json")).context("reading config.json")?;
-    let hf: HfLlamaConfig = serde_json::from_str(&text).context("parsing config.json")?;
+    let hf = safetensors::read_config(dir)?;
     let cfg = hf.decoder();
     let (h, ff, vocab) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let (qw, kvw) = (cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim);
-    let ck = Checkpoint::open(&weight_files(dir)?)?;
+    let ck = Checkpoint::open(&safetensors::weight_files(dir)?)?;
     let matrix = |names: &[(&str, usize, usize)]| -> Result<HostMatrix> {
         let mut data = Vec::new();
         for &(n, r, c) in names {

@@ -30,13 +30,6 @@ pub enum GpuMatrix {
 }
 
 impl GpuMatrix {
-    /// `(rows, cols)`.
-    pub fn shape(&self) -> (usize, usize) {
-        match self {
-            Self::Half { rows, cols, .. } | Self::Blocks { rows, cols, .. } => (*rows, *cols),
-        }
-    }
-
     /// Device bytes of the weights.
     pub fn bytes(&self) -> usize {
         match self {

@@ -22,12 +22,8 @@ use std::path::{Path, PathBuf};
 /// Reads the checkpoint in `dir` and serves it as `name`, keeping the weights in
 /// `dtype`.
 pub fn load(name: &str, dir: &Path, dtype: WeightDtype) -> Result<super::Loaded> {
-    let cfg_text = std::fs::read_to_string(dir.join("config.json")).context("reading config.json")?;
-    let hf: HfLlamaConfig = serde_json::from_str(&cfg_text).context("parsing config.json")?;
+    let hf = read_config(dir)?;
     let cfg = hf.decoder();
-    if let super::config::RopeScaling::Unsupported(kind) = &cfg.rope_scaling {
-        bail!("config.json asks for rope_scaling type {kind:?}, which is not supported (linear, dynamic, yarn and llama3 are)");
-    }
     let ck = Checkpoint::open(&weight_files(dir)?)?;
     let half = match (dtype, ck.main_dtype()) {
         (WeightDtype::F32, _) | (WeightDtype::Auto, Some(Stored::F32) | None) => None,
@@ -92,7 +88,20 @@ pub fn load(name: &str, dir: &Path, dtype: WeightDtype) -> Result<super::Loaded>
 }
 
 /// The safetensors files of a checkpoint, from the shard index when there is one.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The checkpoint's `config.json`, refused when it asks for a rope scaling we
+/// do not implement.
+pub fn read_config(dir: &Path) -> Result<HfLlamaConfig> {
+    let text = std::fs::read_to_string(dir.join("config.json")).with_context(|| format!("reading {}/config.json", dir.display()))?;
+    let hf: HfLlamaConfig = serde_json::from_str(&text).context("parsing config.json")?;
+    if let super::config::RopeScaling::Unsupported(kind) = &hf.decoder().rope_scaling {
+        bail!("config.json asks for rope_scaling type {kind:?}, which is not supported (linear, dynamic, yarn and llama3 are)");
+    }
+    Ok(hf)
+}
+
+/// The safetensors files of a checkpoint directory (one file, or the shards
+/// its index names).
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&index)?)?;

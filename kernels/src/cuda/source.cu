@@ -252,6 +252,27 @@ ROPE(rope_kv_append_f16, F16Kv)
 // the normalised softmax weights before they weigh the values; that needs the
 // final max and sum first, so the weighted sum is a second pass.
 #define MAXREP 8
+// The key and value of position p that this lane holds (dims lane, lane + 32, ...).
+template <int MAXD, typename KV>
+__device__ __forceinline__ void load_kv(const unsigned short* K, const unsigned short* V, int p, int kvw,
+                                        int hd, int lane, float* k, float* v) {
+#pragma unroll
+    for (int d = 0; d < MAXD; ++d) {
+        int dim = lane + 32 * d;
+        k[d] = dim < hd ? KV::load(K[(size_t)p * kvw + dim]) : 0.0f;
+        v[d] = dim < hd ? KV::load(V[(size_t)p * kvw + dim]) : 0.0f;
+    }
+}
+
+// q · k over the warp, scaled.
+template <int MAXD>
+__device__ __forceinline__ float score(const float* q, const float* k, float scale) {
+    float s = 0.0f;
+#pragma unroll
+    for (int d = 0; d < MAXD; ++d) s = fmaf(q[d], k[d], s);
+    return warp_sum(s) * scale;
+}
+
 template <int MAXD, int NW, typename KV>
 __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* __restrict__ out,
                                           const int* __restrict__ meta, const u64* __restrict__ cache,
@@ -280,19 +301,11 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
     }
     for (int p = warp; p <= pos; p += NW) {
         float k[MAXD], v[MAXD];
-#pragma unroll
-        for (int d = 0; d < MAXD; ++d) {
-            int dim = lane + 32 * d;
-            k[d] = dim < hd ? KV::load(K[(size_t)p * kvw + dim]) : 0.0f;
-            v[d] = dim < hd ? KV::load(V[(size_t)p * kvw + dim]) : 0.0f;
-        }
+        load_kv<MAXD, KV>(K, V, p, kvw, hd, lane, k, v);
 #pragma unroll
         for (int j = 0; j < MAXREP; ++j) {
             if (j < rep) {
-                float s = 0.0f;
-#pragma unroll
-                for (int d = 0; d < MAXD; ++d) s = fmaf(q[j][d], k[d], s);
-                s = warp_sum(s) * scale;
+                float s = score<MAXD>(q[j], k, scale);
                 float mn = fmaxf(m[j], s);
                 float corr = expf(m[j] - mn), e = expf(s - mn);
                 l[j] = l[j] * corr + e;
@@ -324,20 +337,11 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
         }
         for (int p = warp; p <= pos; p += NW) {
             float k[MAXD], v[MAXD];
-#pragma unroll
-            for (int d = 0; d < MAXD; ++d) {
-                int dim = lane + 32 * d;
-                k[d] = dim < hd ? KV::load(K[(size_t)p * kvw + dim]) : 0.0f;
-                v[d] = dim < hd ? KV::load(V[(size_t)p * kvw + dim]) : 0.0f;
-            }
+            load_kv<MAXD, KV>(K, V, p, kvw, hd, lane, k, v);
 #pragma unroll
             for (int j = 0; j < MAXREP; ++j) {
                 if (j < rep) {
-                    float s = 0.0f;
-#pragma unroll
-                    for (int d = 0; d < MAXD; ++d) s = fmaf(q[j][d], k[d], s);
-                    s = warp_sum(s) * scale;
-                    float w = round_h(expf(s - gm[j]) / gl[j]);
+                    float w = round_h(expf(score<MAXD>(q[j], k, scale) - gm[j]) / gl[j]);
 #pragma unroll
                     for (int d = 0; d < MAXD; ++d) acc[j][d] = fmaf(w, v[d], acc[j][d]);
                 }

@@ -10,35 +10,15 @@
 #
 # - No nvcc and no libcuda are needed: cudarc loads libcuda / libnvrtc at run
 #   time and the kernels are compiled by NVRTC on the device.
-# - libnvrtc (CUDA 13.0, from the PyPI wheel nvidia-cuda-nvrtc, sha256 pinned)
-#   is fetched into ~/.cache/reka/cuda so that the kernel sources are compiled
-#   to PTX here by the tests (syntax errors caught without a GPU).
+# - libnvrtc is fetched (scripts/fetch-nvrtc.sh) so that the kernel sources
+#   are compiled to PTX here by the tests (syntax errors caught without a GPU).
 # - The CPU binary at target/release/reka-host is left as it was.
 #
-# Env: REKA_CUDA_DIR (default ~/.cache/reka/cuda).
+# Env: REKA_CUDA_DIR (default ~/.cache/reka/cuda), for fetch-nvrtc.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CUDA_DIR=${REKA_CUDA_DIR:-$HOME/.cache/reka/cuda}
-WHEEL=nvidia_cuda_nvrtc-13.0.88-py3-none-manylinux2010_x86_64.manylinux_2_12_x86_64.whl
-WHEEL_SHA256=ad9b6d2ead2435f11cbb6868809d2adeeee302e9bb94bcf0539c7a40d80e8575
-NVRTC_LIB="$CUDA_DIR/nvidia/cu13/lib"
-
-if [ ! -e "$NVRTC_LIB/libnvrtc.so.13" ]; then
-    mkdir -p "$CUDA_DIR/wheels"
-    if [ ! -e "$CUDA_DIR/wheels/$WHEEL" ]; then
-        python3 -m pip download --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
-            -d "$CUDA_DIR/wheels" 'nvidia-cuda-nvrtc==13.0.88'
-    fi
-    echo "$WHEEL_SHA256  $CUDA_DIR/wheels/$WHEEL" | sha256sum -c -
-    python3 - "$CUDA_DIR/wheels/$WHEEL" "$CUDA_DIR" <<'PY'
-import sys, zipfile
-z = zipfile.ZipFile(sys.argv[1])
-for n in z.namelist():
-    if n.startswith("nvidia/"):
-        z.extract(n, sys.argv[2])
-PY
-fi
+NVRTC_LIB=$(scripts/fetch-nvrtc.sh)
 export LD_LIBRARY_PATH="$NVRTC_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # The GPU bench does not need the wasm components.
 export REKA_SKIP_COMPONENTS=1

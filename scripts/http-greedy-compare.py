@@ -5,7 +5,7 @@ socket to each, and compares the streamed pieces: one SSE delta per token, so
 equal lists mean the same tokens. Exit 1 when any request differs.
 
 Usage: http-greedy-compare.py BIN MODEL [--devices cuda,cpu] [--manifest spin.toml]
-       [--max-tokens 64] [--out DIR]
+       [--max-tokens 64] [--prompts N] [--out DIR]
 
 Only the Python standard library (the device machine has no network).
 """
@@ -83,7 +83,7 @@ def run_device(args, device, log_dir):
     try:
         wait_ready(port, proc, 180)
         out = []
-        for p in PROMPTS:
+        for p in PROMPTS[:args.prompts]:
             t0 = time.time()
             pieces, finish = stream_chat(port, "m", p, args.max_tokens)
             out.append((pieces, finish, time.time() - t0))
@@ -104,6 +104,7 @@ def main():
     ap.add_argument("--devices", default="cuda,cpu")
     ap.add_argument("--manifest", default="spin.toml")
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--prompts", type=int, default=len(PROMPTS), help="the first N prompts only")
     ap.add_argument("--out", default=".")
     args = ap.parse_args()
     devices = args.devices.split(",")
@@ -112,7 +113,7 @@ def main():
     results = {d: run_device(args, d, args.out) for d in devices}
     a, b = devices
     same_all = True
-    for i, p in enumerate(PROMPTS):
+    for i, p in enumerate(PROMPTS[:args.prompts]):
         (pa, fa, ta), (pb, fb, tb) = results[a][i], results[b][i]
         same = pa == pb and fa == fb
         same_all &= same

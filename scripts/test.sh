@@ -14,3 +14,7 @@ cargo test --release --workspace
 # kernel tests print why they skip (no libnvrtc / no CUDA device).
 cargo clippy --release -p reka-host -p reka-kernels --features reka-host/cuda --lib --bins -- -D warnings
 cargo test --release -p reka-host -p reka-kernels --features reka-host/cuda --lib -- cuda:: gpu:: device::
+# The GPU build on the CPU emulator of the CUDA driver (kernels/emu): the
+# kernel tests against their CPU references, GPU-vs-CPU decoder logits, and
+# greedy tokens over HTTP from `serve --device cuda` vs `--device cpu`.
+scripts/gpu-emu-check.sh

@@ -144,10 +144,13 @@ pub fn verify(gpu: &Gpu, more: &[PathBuf]) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     result?;
     for path in more {
-        // Both sides quantize activations to 8 bits; summation order moves an
-        // activation across a rounding boundary now and then, so allow 1 % of the
-        // largest logit (a wrong kernel is off by whole logits).
-        compare(gpu, path, model::WeightDtype::Auto, 1e-2)?;
+        // Both sides quantize activations to 8 bits per layer; summation order
+        // moves an activation across a rounding boundary now and then, and over
+        // 30 layers that adds up: on SmolLM2 Q4_1 the CPU build's own first-step
+        // logits are 0.95 (3.4 % of the largest) from llama.cpp's, and the GPU
+        // decoder (on the CUDA emulator) is as far from both. Allow 10 % of the
+        // largest logit: a wrong kernel is off by whole logits.
+        compare(gpu, path, model::WeightDtype::Auto, 1e-1)?;
     }
     Ok(())
 }

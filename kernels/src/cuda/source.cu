@@ -20,15 +20,24 @@ __device__ __forceinline__ bf16_t to_bf(float f) {
 }
 
 // f32 <-> f16 bits (round to nearest even), through PTX: no cuda_fp16.h.
+// (REKA_CUDA_EMU: the CPU emulator, kernels/emu, has no PTX.)
 __device__ __forceinline__ unsigned short to_h(float f) {
+#ifdef REKA_CUDA_EMU
+    return emu::f32_to_f16(f);
+#else
     unsigned short h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
     return h;
+#endif
 }
 __device__ __forceinline__ float hf(unsigned short h) {
+#ifdef REKA_CUDA_EMU
+    return emu::f16_to_f32(h);
+#else
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
     return f;
+#endif
 }
 __device__ __forceinline__ float round_h(float f) { return hf(to_h(f)); }
 
@@ -62,10 +71,14 @@ __device__ __forceinline__ int warp_isum(int v) {
 
 // 16 bytes of weights that are read exactly once: skip L1.
 __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
+#ifdef REKA_CUDA_EMU
+    return *p;
+#else
     uint4 r;
     asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                  : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
     return r;
+#endif
 }
 
 // Sum over the block (blockDim.x a multiple of 32, at most 1024).
@@ -429,9 +442,14 @@ extern "C" __global__ void embedding(const bf16_t* __restrict__ table, const int
 #define QT_Q8_0 2
 
 __device__ __forceinline__ int dp4a(int a, int b, int c) {
+#ifdef REKA_CUDA_EMU
+    for (int i = 0; i < 4; ++i) c += (int)(signed char)(a >> (8 * i)) * (int)(signed char)(b >> (8 * i));
+    return c;
+#else
     int r;
     asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
     return r;
+#endif
 }
 
 // Four bytes at a 2-byte-aligned address.

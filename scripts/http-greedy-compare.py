@@ -5,11 +5,17 @@ socket to each, and compares the streamed pieces: one SSE delta per token, so
 equal lists mean the same tokens. Exit 1 when any request differs.
 
 Usage: http-greedy-compare.py BIN MODEL [--devices cuda,cpu] [--manifest spin.toml]
-       [--max-tokens 64] [--prompts N] [--out DIR]
+       [--max-tokens 64] [--prompts N] [--env-b KEY=VAL ...] [--concurrent-a]
+       [--out DIR]
+
+--env-b sets environment variables for the second server only (e.g.
+REKA_CUDA_GRAPHS=0); --concurrent-a sends the first server all prompts at
+once (so its engine batches them) instead of one after another.
 
 Only the Python standard library (the device machine has no network).
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import socket
@@ -74,20 +80,25 @@ def stream_chat(port, model, prompt, max_tokens):
     return pieces, finish
 
 
-def run_device(args, device, log_dir):
+def timed_chat(port, prompt, max_tokens):
+    t0 = time.time()
+    pieces, finish = stream_chat(port, "m", prompt, max_tokens)
+    return pieces, finish, time.time() - t0
+
+
+def run_device(args, device, label, env, together):
     port = free_port()
-    log = open(os.path.join(log_dir, f"serve-{device}.log"), "w")
+    log = open(os.path.join(args.out, f"serve-{label}.log"), "w")
     cmd = [args.bin, "serve", "--manifest", args.manifest, "--model", args.model,
            "--model-name", "m", "--device", device, "--listen", f"127.0.0.1:{port}"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
     try:
         wait_ready(port, proc, 180)
-        out = []
-        for p in PROMPTS[:args.prompts]:
-            t0 = time.time()
-            pieces, finish = stream_chat(port, "m", p, args.max_tokens)
-            out.append((pieces, finish, time.time() - t0))
-        return out
+        prompts = PROMPTS[:args.prompts]
+        if together:
+            with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
+                return list(pool.map(lambda p: timed_chat(port, p, args.max_tokens), prompts))
+        return [timed_chat(port, p, args.max_tokens) for p in prompts]
     finally:
         proc.terminate()
         try:
@@ -105,13 +116,20 @@ def main():
     ap.add_argument("--manifest", default="spin.toml")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--prompts", type=int, default=len(PROMPTS), help="the first N prompts only")
+    ap.add_argument("--env-b", action="append", default=[], metavar="KEY=VAL")
+    ap.add_argument("--concurrent-a", action="store_true")
     ap.add_argument("--out", default=".")
     args = ap.parse_args()
     devices = args.devices.split(",")
     if len(devices) != 2:
         sys.exit("--devices names two devices")
-    results = {d: run_device(args, d, args.out) for d in devices}
-    a, b = devices
+    env_b = dict(kv.split("=", 1) for kv in args.env_b)
+    a, b = devices if devices[0] != devices[1] else (f"{devices[0]}-a", f"{devices[1]}-b")
+    results = {
+        a: run_device(args, devices[0], a, {}, args.concurrent_a),
+        b: run_device(args, devices[1], b, env_b, False),
+    }
+    devices = [a, b]
     same_all = True
     for i, p in enumerate(PROMPTS[:args.prompts]):
         (pa, fa, ta), (pb, fb, tb) = results[a][i], results[b][i]

@@ -1,6 +1,8 @@
 //! Every CUDA kernel against its CPU reference. NVRTC compilation runs wherever
 //! libnvrtc loads (no GPU needed); the kernel tests run when a CUDA device is
-//! present and otherwise pass after printing why they were skipped.
+//! present, or the CPU emulator of the driver (kernels/emu, which CI uses via
+//! scripts/gpu-emu-check.sh), and otherwise pass after printing why they were
+//! skipped.
 //!
 //! Tolerances: weights and the KV cache are bf16 or f16 on both sides (the
 //! references get the same rounded values), accumulation is f32 on the GPU and

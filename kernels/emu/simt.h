@@ -85,3 +85,14 @@ namespace emu {
 typedef void (*Body)(void* ctx);
 const char* run_grid(uint3 grid, uint3 block, Body body, void* ctx);
 }  // namespace emu
+
+template <typename T>
+inline T __shfl_sync(unsigned mask, T v, int src_lane) {
+    static_assert(sizeof(T) == 4, "4-byte shuffles only");
+    if (mask != 0xffffffffu) __builtin_trap();
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    bits = emu::shuffle(bits, src_lane & 31);
+    memcpy(&v, &bits, 4);
+    return v;
+}

@@ -102,7 +102,7 @@ fn attend_one(qr: &[f32], kv: (&[f32], &[f32]), kvw: usize, keys: usize, scale: 
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
     for s in scores.iter_mut() {
-        *s = (*s - max).exp();
+        *s = crate::expf::exp(*s - max);
         sum += *s;
     }
     for s in scores.iter_mut() {

@@ -9,6 +9,7 @@
 pub mod attention;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod expf;
 pub mod half_matmul;
 pub mod quant;
 #[cfg(target_arch = "x86_64")]
@@ -98,7 +99,7 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 /// [`swiglu`] in place on plain rows: `gate[i] = silu(gate[i]) · up[i]`.
 pub fn swiglu_rows(gate: &mut [f32], up: &[f32]) {
     for (g, u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
+        *g = *g / (1.0 + crate::expf::exp(-*g)) * u;
     }
 }
 

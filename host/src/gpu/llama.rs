@@ -393,19 +393,21 @@ impl GpuLlama {
         let (h, ff, shape, g) = (c.hidden_size, c.intermediate_size, self.shape, &self.gpu);
         let eps = c.rms_norm_eps as f32;
         let scale = 1.0 / (c.head_dim as f32).sqrt();
+        // GGUF (the f16 cache): norms, block GEMVs and attention in the CPU
+        // build's exact order, for its bits.
         let round = self.kv == KvType::F16;
         for (l, b) in self.blocks.iter().enumerate() {
-            g.rms_norm(&sc.x.as_view(), &b.attn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps)?;
+            g.rms_norm(&sc.x.as_view(), &b.attn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps, round)?;
             self.matvec(&b.wqkv, &sc.hb.as_view(), n, &mut sc.qkv.as_view_mut(), false, &mut sc.q8)?;
             g.rope_kv_append(self.kv, &mut sc.qkv.as_view_mut(), &self.cos, &self.sin, &sc.meta, &sc.ptrs, n, l, shape, c.rope_style)?;
             g.attention(self.kv, round, &sc.qkv.as_view(), &mut sc.att.as_view_mut(), &sc.meta, &sc.ptrs, n, l, shape, scale)?;
             self.matvec(&b.wo, &sc.att.as_view(), n, &mut sc.x.as_view_mut(), true, &mut sc.q8)?;
-            g.rms_norm(&sc.x.as_view(), &b.ffn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps)?;
+            g.rms_norm(&sc.x.as_view(), &b.ffn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps, round)?;
             self.matvec(&b.w_gate_up, &sc.hb.as_view(), n, &mut sc.gu.as_view_mut(), false, &mut sc.q8)?;
             g.swiglu(&sc.gu.as_view(), &mut sc.act.as_view_mut(), ff, n)?;
             self.matvec(&b.w_down, &sc.act.as_view(), n, &mut sc.x.as_view_mut(), true, &mut sc.q8)?;
         }
-        g.rms_norm(&sc.x.as_view(), &self.final_norm, &mut sc.lastx.as_view_mut(), Some(&sc.last), ns, h, eps)?;
+        g.rms_norm(&sc.x.as_view(), &self.final_norm, &mut sc.lastx.as_view_mut(), Some(&sc.last), ns, h, eps, round)?;
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         self.matvec(head, &sc.lastx.as_view(), ns, &mut sc.logits.as_view_mut(), false, &mut sc.q8)
     }

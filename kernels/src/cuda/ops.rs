@@ -88,7 +88,9 @@ pub(super) fn elementwise(n: usize) -> LaunchConfig {
 
 impl Gpu {
     /// RMSNorm of `n_rows` rows of `n`: `y[r] = norm(x[src]) * w`, where `src`
-    /// is `rows[r]` when `rows` is given (a gather), else `r`.
+    /// is `rows[r]` when `rows` is given (a gather), else `r`. `in_order` sums
+    /// the squares in order on one thread, as candle's CPU kernel does (the
+    /// same bits as the CPU build; slower).
     #[allow(clippy::too_many_arguments)]
     pub fn rms_norm(
         &self,
@@ -99,6 +101,7 @@ impl Gpu {
         n_rows: usize,
         n: usize,
         eps: f32,
+        in_order: bool,
     ) -> Result<()> {
         need(w.len() >= n && y.len() >= n_rows * n, || format!("rms_norm: {n_rows} rows of {n}"))?;
         need(rows.map_or(x.len() >= n_rows * n, |r| r.len() >= n_rows), || "rms_norm: short input".into())?;
@@ -113,7 +116,8 @@ impl Gpu {
             Some(r) => b.arg(r),
             None => b.arg(&null),
         };
-        b.arg(&n).arg(&eps);
+        let seq = i32::from(in_order);
+        b.arg(&n).arg(&eps).arg(&seq);
         // SAFETY: the argument list matches `rms_norm` in source.cu; lengths
         // were checked above (rows' entries are the caller's row indices < x rows).
         unsafe { b.launch(cfg(n_rows, 256)) }?;

@@ -118,7 +118,7 @@ impl Gpu {
             // activations n·cols quants and n·nb scales from `done` on, ys
             // n·rows outputs (checked above). Quants start at multiples of
             // 32 bytes of a 256-byte-aligned allocation (the 16-byte loads).
-            unsafe { b.launch(cfg(rows.div_ceil(8), 256)) }?;
+            unsafe { b.launch(cfg(rows.div_ceil(32), 256)) }?;
             done += n;
         }
         Ok(())

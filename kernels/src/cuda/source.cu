@@ -41,6 +41,26 @@ __device__ __forceinline__ float hf(unsigned short h) {
 }
 __device__ __forceinline__ float round_h(float f) { return hf(to_h(f)); }
 
+// e^x from IEEE operations only, step for step as kernels/src/expf.rs, so the
+// CPU build and these kernels give the same bits (CUDA's expf differs by ulps).
+__device__ __forceinline__ float pow2i(int k) { return __int_as_float((k + 127) << 23); }
+__device__ __forceinline__ float exp_rt(float x) {
+    if (x != x) return x;
+    if (x > 88.72284f) return __int_as_float(0x7f800000);
+    if (x < -103.97208f) return 0.0f;
+    float n = roundf(x * 1.44269504088896340736f);
+    float r = fmaf(n, 2.1219444e-4f, fmaf(n, -0.6933594f, x));
+    float p = 1.9875691e-4f;
+    p = fmaf(p, r, 1.3981999e-3f);
+    p = fmaf(p, r, 8.333452e-3f);
+    p = fmaf(p, r, 4.1665796e-2f);
+    p = fmaf(p, r, 1.6666665e-1f);
+    p = fmaf(p, r, 0.5f);
+    float y = fmaf(p, r * r, r) + 1.0f;
+    int k = (int)n, a = k / 2;
+    return y * pow2i(a) * pow2i(k - a);
+}
+
 // A KV cache element type: 16 bits stored, f32 computed.
 struct Bf16Kv {
     static __device__ __forceinline__ float load(unsigned short h) { return bf(h); }
@@ -101,17 +121,32 @@ __device__ float block_sum(float v) {
 // ---------------------------------------------------------------- RMSNorm
 // y[r] = x[src(r)] / sqrt(mean(x²) + eps) * w; one block per output row.
 // src(r) = rows ? rows[r] : r (rows picks e.g. each session's last position).
+// seq: the sum of squares in order, by one thread, as candle's CPU kernel
+// takes it (the same bits; slower, so only where the CPU build must be matched).
 extern "C" __global__ void rms_norm(const float* __restrict__ x, const float* __restrict__ w,
                                     float* __restrict__ y, const int* __restrict__ rows,
-                                    int n, float eps) {
+                                    int n, float eps, int seq) {
+    __shared__ float total;
     int r = blockIdx.x;
     int src = rows ? rows[r] : r;
     const float* xr = x + (size_t)src * n;
-    float s = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) s += xr[i] * xr[i];
+    float sum;
+    if (seq) {
+        if (threadIdx.x == 0) {
+            float s = -0.0f;
+            for (int i = 0; i < n; ++i) s = s + xr[i] * xr[i];
+            total = s;
+        }
+        __syncthreads();
+        sum = total;
+    } else {
+        float s = 0.0f;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) s += xr[i] * xr[i];
+        sum = block_sum(s);
+    }
     // x / sqrt(mean + eps) * w, as the CPU build (candle) computes it: an
     // IEEE square root and division, not rsqrtf's approximation.
-    float m = sqrtf(block_sum(s) / (float)n + eps);
+    float m = sqrtf(sum / (float)n + eps);
     float* yr = y + (size_t)r * n;
     for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] / m * w[i];
 }
@@ -261,9 +296,6 @@ ROPE(rope_kv_append_f16, F16Kv)
 // round-robin with an online softmax each; the block then merges the warps'
 // (max, sum, acc). Lane l holds dims l, l + 32, ... (MAXD of them).
 // Row r attends over positions 0..=pos[r] of its session (causal).
-// round_f16 (llama.cpp's numerics): the queries are rounded to f16, and so are
-// the normalised softmax weights before they weigh the values; that needs the
-// final max and sum first, so the weighted sum is a second pass.
 #define MAXREP 8
 // The key and value of position p that this lane holds (dims lane, lane + 32, ...).
 template <int MAXD, typename KV>
@@ -289,7 +321,7 @@ __device__ __forceinline__ float score(const float* q, const float* k, float sca
 template <int MAXD, int NW, typename KV>
 __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* __restrict__ out,
                                           const int* __restrict__ meta, const u64* __restrict__ cache,
-                                          int layer, int qh, int kvh, int hd, float scale, int round_f16) {
+                                          int layer, int qh, int kvh, int hd, float scale) {
     __shared__ float sm_m[NW][MAXREP], sm_l[NW][MAXREP];
     __shared__ float sm_acc[NW][MAXREP][MAXD * 32];
     int r = blockIdx.x, g = blockIdx.y;
@@ -307,8 +339,7 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
 #pragma unroll
         for (int d = 0; d < MAXD; ++d) {
             int dim = lane + 32 * d;
-            float x = (j < rep && dim < hd) ? qrow[(size_t)(g * rep + j) * hd + dim] : 0.0f;
-            q[j][d] = round_f16 ? round_h(x) : x;
+            q[j][d] = (j < rep && dim < hd) ? qrow[(size_t)(g * rep + j) * hd + dim] : 0.0f;
             acc[j][d] = 0.0f;
         }
     }
@@ -320,12 +351,10 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
             if (j < rep) {
                 float s = score<MAXD>(q[j], k, scale);
                 float mn = fmaxf(m[j], s);
-                float corr = expf(m[j] - mn), e = expf(s - mn);
+                float corr = exp_rt(m[j] - mn), e = exp_rt(s - mn);
                 l[j] = l[j] * corr + e;
-                if (!round_f16) {
 #pragma unroll
-                    for (int d = 0; d < MAXD; ++d) acc[j][d] = fmaf(acc[j][d], corr, e * v[d]);
-                }
+                for (int d = 0; d < MAXD; ++d) acc[j][d] = fmaf(acc[j][d], corr, e * v[d]);
                 m[j] = mn;
             }
         }
@@ -337,30 +366,6 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
             sm_l[warp][j] = l[j];
         }
     }
-    __syncthreads();
-    if (round_f16) {
-        // Second pass: every warp knows the block's max and sum per head.
-        float gm[MAXREP], gl[MAXREP];
-#pragma unroll
-        for (int j = 0; j < MAXREP; ++j) {
-            gm[j] = NEG_INF;
-            for (int w = 0; w < NW; ++w) gm[j] = fmaxf(gm[j], sm_m[w][j]);
-            gl[j] = 0.0f;
-            for (int w = 0; w < NW; ++w) gl[j] += sm_l[w][j] > 0.0f ? sm_l[w][j] * expf(sm_m[w][j] - gm[j]) : 0.0f;
-        }
-        for (int p = warp; p <= pos; p += NW) {
-            float k[MAXD], v[MAXD];
-            load_kv<MAXD, KV>(K, V, p, kvw, hd, lane, k, v);
-#pragma unroll
-            for (int j = 0; j < MAXREP; ++j) {
-                if (j < rep) {
-                    float w = round_h(expf(score<MAXD>(q[j], k, scale) - gm[j]) / gl[j]);
-#pragma unroll
-                    for (int d = 0; d < MAXD; ++d) acc[j][d] = fmaf(w, v[d], acc[j][d]);
-                }
-            }
-        }
-    }
 #pragma unroll
     for (int j = 0; j < MAXREP; ++j) {
 #pragma unroll
@@ -370,21 +375,13 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
     float* orow = out + (size_t)r * qh * hd;
     for (int idx = threadIdx.x; idx < rep * hd; idx += blockDim.x) {
         int j = idx / hd, d = idx % hd;
-        if (round_f16) {
-            // The weights were normalised already: the warps' sums add up.
-            float a = 0.0f;
-#pragma unroll
-            for (int w = 0; w < NW; ++w) a += sm_acc[w][j][d];
-            orow[(size_t)(g * rep + j) * hd + d] = a;
-            continue;
-        }
         float mx = NEG_INF;
 #pragma unroll
         for (int w = 0; w < NW; ++w) mx = fmaxf(mx, sm_m[w][j]);
         float lsum = 0.0f, a = 0.0f;
 #pragma unroll
         for (int w = 0; w < NW; ++w) {
-            float f = sm_l[w][j] > 0.0f ? expf(sm_m[w][j] - mx) : 0.0f;
+            float f = sm_l[w][j] > 0.0f ? exp_rt(sm_m[w][j] - mx) : 0.0f;
             lsum += sm_l[w][j] * f;
             a += sm_acc[w][j][d] * f;
         }
@@ -392,11 +389,84 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
     }
 }
 
+// llama.cpp's f16 attention as the CPU build computes it
+// (kernels/src/attention.rs, `attend_one` with round_probs), operation for
+// operation, so both give the same bits: queries rounded to f16; each score a
+// dot product in eight interleaved partial sums added in order, then scaled;
+// the softmax sum taken in position order; the weights e/sum rounded to f16;
+// each output dimension summed in position order. One warp per query head;
+// lane l scores positions l, l + 32, ... and the sums run through the warp
+// in order.
+template <typename KV>
+__device__ __forceinline__ float score_exact(const float* q, const unsigned short* k, int hd, float scale) {
+    float a8[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    int c8 = hd & ~7;
+    for (int c = 0; c < c8; c += 8) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) a8[i] = a8[i] + round_h(q[c + i]) * KV::load(k[c + i]);
+    }
+    float tail = -0.0f;
+    for (int c = c8; c < hd; ++c) tail = tail + round_h(q[c]) * KV::load(k[c]);
+    float s = -0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) s = s + a8[i];
+    return (s + tail) * scale;
+}
+
+template <int MAXD, int NW, typename KV>
+__device__ __forceinline__ void attn_exact(const float* __restrict__ qkv, float* __restrict__ out,
+                                           const int* __restrict__ meta, const u64* __restrict__ cache,
+                                           int layer, int qh, int kvh, int hd, float scale) {
+    int r = blockIdx.x, g = blockIdx.y;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int rep = qh / kvh, kvw = kvh * hd;
+    int pos = meta[2 * r], cap = meta[2 * r + 1];
+    const unsigned short* K = reinterpret_cast<const unsigned short*>(cache[r]) + (size_t)layer * 2 * cap * kvw + (size_t)g * hd;
+    const unsigned short* V = K + (size_t)cap * kvw;
+    for (int j = warp; j < rep; j += NW) {
+        const float* q = qkv + (size_t)r * (qh + 2 * kvh) * hd + (size_t)(g * rep + j) * hd;
+        float m = NEG_INF;
+        for (int p = lane; p <= pos; p += 32) m = fmaxf(m, score_exact<KV>(q, K + (size_t)p * kvw, hd, scale));
+        m = warp_max(m);
+        float sum = 0.0f;
+        for (int base = 0; base <= pos; base += 32) {
+            int p = base + lane;
+            float e = p <= pos ? exp_rt(score_exact<KV>(q, K + (size_t)p * kvw, hd, scale) - m) : 0.0f;
+            for (int i = 0; i < 32 && base + i <= pos; ++i) sum = sum + __shfl_sync(0xffffffffu, e, i);
+        }
+        float acc[MAXD];
+#pragma unroll
+        for (int d = 0; d < MAXD; ++d) acc[d] = 0.0f;
+        for (int base = 0; base <= pos; base += 32) {
+            int p = base + lane;
+            float w = p <= pos ? round_h(exp_rt(score_exact<KV>(q, K + (size_t)p * kvw, hd, scale) - m) / sum) : 0.0f;
+            for (int i = 0; i < 32 && base + i <= pos; ++i) {
+                float wi = __shfl_sync(0xffffffffu, w, i);
+                const unsigned short* vp = V + (size_t)(base + i) * kvw;
+#pragma unroll
+                for (int d = 0; d < MAXD; ++d) {
+                    int dim = lane + 32 * d;
+                    if (dim < hd) acc[d] = acc[d] + wi * KV::load(vp[dim]);
+                }
+            }
+        }
+        float* o = out + (size_t)r * qh * hd + (size_t)(g * rep + j) * hd;
+#pragma unroll
+        for (int d = 0; d < MAXD; ++d) {
+            int dim = lane + 32 * d;
+            if (dim < hd) o[dim] = acc[d];
+        }
+    }
+}
+
 #define ATTN(NAME, MAXD, NW, THREADS, KV)                                                          \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                     \
         const float* __restrict__ qkv, float* __restrict__ out, const int* __restrict__ meta,       \
         const u64* __restrict__ cache, int layer, int qh, int kvh, int hd, float scale, int round_f16) { \
-        attn_impl<MAXD, NW, KV>(qkv, out, meta, cache, layer, qh, kvh, hd, scale, round_f16);      \
+        if (round_f16)                                                                              \
+            attn_exact<MAXD, NW, KV>(qkv, out, meta, cache, layer, qh, kvh, hd, scale);            \
+        else                                                                                        \
+            attn_impl<MAXD, NW, KV>(qkv, out, meta, cache, layer, qh, kvh, hd, scale);             \
     }
 ATTN(attention_bf16_d4, 4, 8, 256, Bf16Kv)
 ATTN(attention_bf16_d8, 8, 4, 128, Bf16Kv)
@@ -410,7 +480,7 @@ extern "C" __global__ void swiglu(const float* __restrict__ gu, float* __restric
     for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
         size_t r = t / ff, i = t % ff;
         float g = gu[r * 2 * ff + i], u = gu[r * 2 * ff + ff + i];
-        out[t] = g / (1.0f + expf(-g)) * u;
+        out[t] = g / (1.0f + exp_rt(-g)) * u;
     }
 }
 
@@ -486,58 +556,57 @@ template <> struct QBlock<QT_Q4_0> { static const int bytes = 18; };
 template <> struct QBlock<QT_Q4_1> { static const int bytes = 20; };
 template <> struct QBlock<QT_Q8_0> { static const int bytes = 34; };
 
-// One weight block against one quantized activation block.
-template <int QT>
-__device__ __forceinline__ float qdot(const unsigned char* blk, const int* a, float da, float sa) {
-    int sumi = 0;
-    if (QT == QT_Q8_0) {
-#pragma unroll
-        for (int i = 0; i < 8; ++i) sumi = dp4a(ld4(blk + 2 + 4 * i), a[i], sumi);
-        return (float)sumi * (ld_h(blk) * da);
-    }
-    const unsigned char* q = blk + (QT == QT_Q4_1 ? 4 : 2);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        int w = ld4(q + 4 * i);
-        sumi = dp4a(w & 0x0f0f0f0f, a[i], sumi);
-        sumi = dp4a((w >> 4) & 0x0f0f0f0f, a[4 + i], sumi);
-    }
-    if (QT == QT_Q4_1) return (ld_h(blk) * da) * (float)sumi + ld_h(blk + 2) * sa;
-    int asum = 0;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) asum = dp4a(0x01010101, a[i], asum);
-    return (float)(sumi - 8 * asum) * (ld_h(blk) * da);
-}
-
-// y[b, r] (+)= W[r] · x[b] for NB quantized activation rows: one warp per
-// weight row, the lanes take its blocks in turn.
+// y[b, r] (+)= W[r] · x[b] for NB quantized activation rows, as the CPU
+// build's AVX2 kernel computes it (kernels/src/quant_avx2.rs), so both give
+// the same bits: eight lanes per weight row, lane L holding the integer dot
+// product of bytes 4L..4L+3 of each block (Q4: low nibbles first, then high),
+// scaled by d_w·d_x and added with one FMA, blocks in order; then the lanes
+// summed as its horizontal sum does ((0+4)+(2+6))+((1+5)+(3+7)); Q4_1 adds
+// its Σ m·s, kept apart in block order. A warp takes four rows.
 template <int QT, int NB>
 __device__ __forceinline__ void gemv_q_impl(const unsigned char* __restrict__ W, const signed char* __restrict__ xq,
                                             const float* __restrict__ xd, const float* __restrict__ xs,
                                             float* __restrict__ y, int rows, int cols, int accumulate) {
-    int row = (int)((blockIdx.x * (unsigned)blockDim.x + threadIdx.x) >> 5);
-    int lane = threadIdx.x & 31;
-    if (row >= rows) return;
+    int t = (int)(blockIdx.x * (unsigned)blockDim.x + threadIdx.x);
+    int row = t >> 3, L = t & 7;
+    // Rows past the end compute (in bounds) but write nothing: their lanes
+    // still take part in the shuffles.
+    bool live = row < rows;
+    int rr = live ? row : rows - 1;
     int nb = cols >> 5;
-    const unsigned char* wr = W + (size_t)row * nb * QBlock<QT>::bytes;
-    float acc[NB];
+    const unsigned char* wr = W + (size_t)rr * nb * QBlock<QT>::bytes;
+    float acc[NB], summs[NB];
 #pragma unroll
-    for (int b = 0; b < NB; ++b) acc[b] = 0.0f;
-    for (int k = lane; k < nb; k += 32) {
+    for (int b = 0; b < NB; ++b) acc[b] = summs[b] = 0.0f;
+    for (int k = 0; k < nb; ++k) {
         const unsigned char* blk = wr + (size_t)k * QBlock<QT>::bytes;
+        int w4;
+        if (QT == QT_Q8_0) {
+            w4 = ld4(blk + 2 + 4 * L);
+        } else {
+            int q = ld4(blk + (QT == QT_Q4_1 ? 4 : 2) + 4 * (L & 3));
+            w4 = (L < 4 ? q : q >> 4) & 0x0f0f0f0f;
+        }
+        float dw = ld_h(blk);
 #pragma unroll
         for (int b = 0; b < NB; ++b) {
             size_t ab = (size_t)b * nb + k;
-            const int4* ap = reinterpret_cast<const int4*>(xq + ab * 32);
-            int4 a0 = ap[0], a1 = ap[1];
-            int a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-            acc[b] += qdot<QT>(blk, a, xd[ab], xs[ab]);
+            int a4 = *reinterpret_cast<const int*>(xq + ab * 32 + 4 * L);
+            int sumi = dp4a(w4, a4, 0);
+            if (QT == QT_Q4_0) sumi -= 8 * dp4a(0x01010101, a4, 0);
+            float d = dw * xd[ab];
+            acc[b] = fmaf(d, (float)sumi, acc[b]);
+            if (QT == QT_Q4_1) summs[b] = summs[b] + ld_h(blk + 2) * xs[ab];
         }
     }
 #pragma unroll
     for (int b = 0; b < NB; ++b) {
-        float v = warp_sum(acc[b]);
-        if (lane == 0) {
+        float v = acc[b];
+        v = v + __shfl_xor_sync(0xffffffffu, v, 4);
+        v = v + __shfl_xor_sync(0xffffffffu, v, 2);
+        v = v + __shfl_xor_sync(0xffffffffu, v, 1);
+        if (QT == QT_Q4_1) v = v + summs[b];
+        if (live && L == 0) {
             float* o = y + (size_t)b * rows + row;
             *o = accumulate ? *o + v : v;
         }

@@ -23,21 +23,10 @@ export LD_LIBRARY_PATH="$NVRTC_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # The GPU bench does not need the wasm components.
 export REKA_SKIP_COMPONENTS=1
 
-CPU_BIN=target/release/reka-host
-# The app's wasm components come from the plain (CPU) build; the GPU build skips them.
-if [ ! -e target/wasm/reka-app.wasm ] || [ ! -e "$CPU_BIN" ]; then
-    env -u REKA_SKIP_COMPONENTS cargo build --release -p reka-host
-fi
-FETCHED=$("$CPU_BIN" fetch)
-SMOL=$(printf '%s\n' "$FETCHED" | grep -m1 '\.gguf$')
-SAVED=$(mktemp)
-cp -p "$CPU_BIN" "$SAVED"
-restore() { rm -f "$CPU_BIN"; mv "$SAVED" "$CPU_BIN"; }
-trap restore EXIT
-
-cargo build --release -p reka-host --features cuda
 STAGE=$(mktemp -d)
-cp "$CPU_BIN" "$STAGE/reka-host"
+scripts/build-cuda-host.sh "$STAGE/reka-host"
+FETCHED=$(target/release/reka-host fetch)
+SMOL=$(printf '%s\n' "$FETCHED" | grep -m1 '\.gguf$')
 cp target/wasm/reka-app.wasm "$STAGE/reka-app.wasm"
 
 # Tests of the GPU build that need no GPU: NVRTC compiles every kernel, the

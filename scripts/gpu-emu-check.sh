@@ -32,21 +32,10 @@ if grep -q "^skipped" "$LOG/kernel-tests.txt"; then
 fi
 
 # The GPU build of reka-host, kept beside the emulator.
-CPU_BIN=target/release/reka-host
-if [ ! -e target/wasm/reka-app.wasm ] || [ ! -e "$CPU_BIN" ]; then
-    cargo build --release -p reka-host
-fi
-FETCHED=$("$CPU_BIN" fetch)
-SMOL=$(printf '%s\n' "$FETCHED" | grep -m1 '\.gguf$')
-SAVED=$(mktemp)
-cp -p "$CPU_BIN" "$SAVED"
-restore() { rm -f "$CPU_BIN"; mv "$SAVED" "$CPU_BIN"; }
-trap restore EXIT
-REKA_SKIP_COMPONENTS=1 cargo build --release -p reka-host --features cuda
 GPU_BIN=target/cuda-emu/reka-host
-cp "$CPU_BIN" "$GPU_BIN"
-restore
-trap - EXIT
+scripts/build-cuda-host.sh "$GPU_BIN"
+FETCHED=$(target/release/reka-host fetch)
+SMOL=$(printf '%s\n' "$FETCHED" | grep -m1 '\.gguf$')
 
 echo "== 2. GPU vs CPU decoder logits: reka-tiny, SmolLM2 Q4_1"
 TINY=$(mktemp -d)

@@ -210,6 +210,15 @@ fn dot_rows(w: &QMatrix, rows: std::ops::Range<usize>, a: &Q8Row, out: &mut [f32
     dot_rows_portable(w, rows, a, out)
 }
 
+/// Whether [`matmul`] runs the AVX2 kernel (x86-64 with AVX2, FMA and F16C),
+/// whose bits the CUDA block GEMV reproduces; else the portable one.
+pub fn uses_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return has_avx2();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 #[cfg(target_arch = "x86_64")]
 fn has_avx2() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

@@ -152,7 +152,7 @@ pub fn verify(gpu: &Gpu, more: &[PathBuf]) -> Result<()> {
         // rounding boundary now and then, which over 30 layers adds up to
         // ~5 % of the largest logit on SmolLM2 (the CPU build is as far from
         // llama.cpp); a wrong kernel is off by whole logits.
-        let tol = if cpu_block_kernel_is_avx2() { 0.0 } else { 1e-1 };
+        let tol = if reka_kernels::quant::uses_avx2() { 0.0 } else { 1e-1 };
         compare(gpu, path, model::WeightDtype::Auto, tol)?;
     }
     Ok(())
@@ -161,14 +161,6 @@ pub fn verify(gpu: &Gpu, more: &[PathBuf]) -> Result<()> {
 /// The prompt of the comparison: a ChatML turn, tokenised by the model's own
 /// tokenizer (special tokens parsed where the vocabulary has them).
 const VERIFY_PROMPT: &str = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
-
-/// Whether the CPU build's GGUF block GEMV runs its AVX2 kernel (which the GPU mirrors).
-fn cpu_block_kernel_is_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
 
 /// Prompt plus 11 greedy steps on both decoders; fails when a step's logits
 /// differ by more than `tol` of the largest logit (`tol` 0: when they are not
@@ -193,8 +185,8 @@ fn compare(gpu: &Gpu, path: &Path, dtype: model::WeightDtype, tol: f32) -> Resul
             let (a, b) = (argmax(&want), argmax(&got));
             let mode = if gpu.graphs() { "graphs" } else { "eager" };
             println!("verify {name} ({mode}) step {step}: max |Δlogit| {diff:.2e} (max |logit| {scale:.2e}), argmax cpu {a} gpu {b}");
-            let slack = if tol == 0.0 { 0.0 } else { 1e-4 };
-            if diff > tol * scale + slack || (tol == 0.0 && want.iter().zip(&got).any(|(a, b)| a.to_bits() != b.to_bits())) {
+            let off = if tol == 0.0 { want.iter().zip(&got).any(|(a, b)| a.to_bits() != b.to_bits()) } else { diff > tol * scale + 1e-4 };
+            if off {
                 bail!("{name} ({mode}): GPU logits differ from the CPU's at step {step}: max |Δ| {diff} vs max |logit| {scale}");
             }
             ids = vec![a];

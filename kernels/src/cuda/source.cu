@@ -245,6 +245,12 @@ GEMV(gemv_f16_32, F16W, 32)
 // qkv rows are [q (qh·hd) | k (kvh·hd) | v (kvh·hd)]. A session's cache is
 // [layer][K, V][cap][kvh·hd] 16-bit; meta[2r] = pos, meta[2r+1] = cap.
 // interleaved: pairs (2i, 2i+1) (GGUF); else halves (i, i + hd/2) (HF).
+// The K plane of `layer` in row r's session cache ([layer][K, V][cap][kvw]);
+// its V plane follows at + cap·kvw.
+__device__ __forceinline__ unsigned short* layer_k(const u64* cache, int r, int layer, int cap, int kvw) {
+    return reinterpret_cast<unsigned short*>(cache[r]) + (size_t)layer * 2 * cap * kvw;
+}
+
 template <typename KV>
 __device__ __forceinline__ void rope_impl(float* __restrict__ qkv, const float* __restrict__ cos_t,
                                           const float* __restrict__ sin_t, const int* __restrict__ meta,
@@ -254,7 +260,7 @@ __device__ __forceinline__ void rope_impl(float* __restrict__ qkv, const float* 
     int pos = meta[2 * r], cap = meta[2 * r + 1];
     int half = hd / 2, kvw = kvh * hd;
     float* row = qkv + (size_t)r * (qh + 2 * kvh) * hd;
-    unsigned short* kc = reinterpret_cast<unsigned short*>(cache[r]) + (size_t)layer * 2 * cap * kvw + (size_t)pos * kvw;
+    unsigned short* kc = layer_k(cache, r, layer, cap, kvw) + (size_t)pos * kvw;
     unsigned short* vc = kc + (size_t)cap * kvw;
     const float* c = cos_t + (size_t)pos * half;
     const float* s = sin_t + (size_t)pos * half;
@@ -328,7 +334,7 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int rep = qh / kvh, kvw = kvh * hd;
     int pos = meta[2 * r], cap = meta[2 * r + 1];
-    const unsigned short* K = reinterpret_cast<const unsigned short*>(cache[r]) + (size_t)layer * 2 * cap * kvw + (size_t)g * hd;
+    const unsigned short* K = layer_k(cache, r, layer, cap, kvw) + (size_t)g * hd;
     const unsigned short* V = K + (size_t)cap * kvw;
     const float* qrow = qkv + (size_t)r * (qh + 2 * kvh) * hd;
     float q[MAXREP][MAXD], acc[MAXREP][MAXD], m[MAXREP], l[MAXREP];
@@ -421,7 +427,7 @@ __device__ __forceinline__ void attn_exact(const float* __restrict__ qkv, float*
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int rep = qh / kvh, kvw = kvh * hd;
     int pos = meta[2 * r], cap = meta[2 * r + 1];
-    const unsigned short* K = reinterpret_cast<const unsigned short*>(cache[r]) + (size_t)layer * 2 * cap * kvw + (size_t)g * hd;
+    const unsigned short* K = layer_k(cache, r, layer, cap, kvw) + (size_t)g * hd;
     const unsigned short* V = K + (size_t)cap * kvw;
     for (int j = warp; j < rep; j += NW) {
         const float* q = qkv + (size_t)r * (qh + 2 * kvh) * hd + (size_t)(g * rep + j) * hd;

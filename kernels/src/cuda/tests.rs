@@ -101,13 +101,9 @@ fn rms_norm_matches_slow() {
     let (rows, n, eps) = (5, 4096, 1e-5f32);
     let mut s = 1;
     let (x, w) = (noise(rows * n, &mut s), noise(n, &mut s));
-    let want = crate::rms_norm_slow(
-        &Tensor::from_vec(x.clone(), (rows, n), &Device::Cpu).expect("x"),
-        &Tensor::from_vec(w.clone(), n, &Device::Cpu).expect("w"),
-        eps,
-    )
-    .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
-    .expect("reference");
+    let (xt, wt) = (Tensor::from_vec(x.clone(), (rows, n), &Device::Cpu).expect("x"), Tensor::from_vec(w.clone(), n, &Device::Cpu).expect("w"));
+    let flat = |t: candle_core::Result<Tensor>| t.and_then(|t| t.flatten_all()?.to_vec1::<f32>()).expect("CPU rms_norm");
+    let want = flat(crate::rms_norm_slow(&xt, &wt, eps));
     let (xd, wd) = (up(&g, &x), up(&g, &w));
     let mut y = g.stream().alloc_zeros::<f32>(rows * n).expect("alloc");
     g.rms_norm(&xd.as_view(), &wd, &mut y.as_view_mut(), None, rows, n, eps, false).expect("launch");
@@ -125,13 +121,7 @@ fn rms_norm_matches_slow() {
         }
     }
     // In order: candle's CPU kernel, bit for bit.
-    let cpu = crate::rms_norm(
-        &Tensor::from_vec(x.clone(), (rows, n), &Device::Cpu).expect("x"),
-        &Tensor::from_vec(w.clone(), n, &Device::Cpu).expect("w"),
-        eps,
-    )
-    .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
-    .expect("candle");
+    let cpu = flat(crate::rms_norm(&xt, &wt, eps));
     g.rms_norm(&xd.as_view(), &wd, &mut y.as_view_mut(), None, rows, n, eps, true).expect("launch");
     assert!(down(&g, &y).iter().zip(&cpu).all(|(a, b)| a.to_bits() == b.to_bits()), "in-order RMSNorm differs from candle's bits");
 }
@@ -337,14 +327,6 @@ fn quantize_q8_matches_the_cpu_exactly() {
     }
 }
 
-/// Whether the CPU build's block GEMV runs its AVX2 kernel, which the GPU's mirrors.
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
 #[test]
 fn block_gemv_and_embedding_match_the_cpu_kernels() {
     use crate::quant::QType;
@@ -361,7 +343,7 @@ fn block_gemv_and_embedding_match_the_cpu_kernels() {
             for &t in batches {
                 let x = noise(t * cols, &mut s);
                 let want = crate::quant::matmul(&m, &x, t);
-                let exact = avx2();
+                let exact = crate::quant::uses_avx2();
                 let mut acts = Q8Acts::new(g.stream(), t * cols).expect("alloc");
                 g.quantize_q8(&up(&g, &x).as_view(), t, cols, &mut acts).expect("quantize");
                 let base = noise(t * rows, &mut s);

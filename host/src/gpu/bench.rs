@@ -140,7 +140,10 @@ pub fn verify(gpu: &Gpu, more: &[PathBuf]) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("reka-gpu-verify-{}", std::process::id()));
     let config = presets::config_json("reka-tiny")?;
     checkpoint_writer::write_checkpoint(&config, &dir, &checkpoint_writer::Options::default())?;
-    let result = compare(gpu, &dir, model::WeightDtype::Bf16, 2e-2);
+    // The prompt eight times over (~170 positions by the last step), so the
+    // attention's splits (flash-decoding, at least 64 positions each) all
+    // carry work and their merge is checked.
+    let result = compare(gpu, &dir, model::WeightDtype::Bf16, 2e-2, 8);
     let _ = std::fs::remove_dir_all(&dir);
     result?;
     for path in more {
@@ -153,7 +156,7 @@ pub fn verify(gpu: &Gpu, more: &[PathBuf]) -> Result<()> {
         // ~5 % of the largest logit on SmolLM2 (the CPU build is as far from
         // llama.cpp); a wrong kernel is off by whole logits.
         let tol = if reka_kernels::quant::uses_avx2() { 0.0 } else { 1e-1 };
-        compare(gpu, path, model::WeightDtype::Auto, tol)?;
+        compare(gpu, path, model::WeightDtype::Auto, tol, 1)?;
     }
     Ok(())
 }
@@ -162,12 +165,12 @@ pub fn verify(gpu: &Gpu, more: &[PathBuf]) -> Result<()> {
 /// tokenizer (special tokens parsed where the vocabulary has them).
 const VERIFY_PROMPT: &str = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
 
-/// Prompt plus 11 greedy steps on both decoders; fails when a step's logits
-/// differ by more than `tol` of the largest logit (`tol` 0: when they are not
-/// the same bits).
-fn compare(gpu: &Gpu, path: &Path, dtype: model::WeightDtype, tol: f32) -> Result<()> {
+/// Prompt (`VERIFY_PROMPT` `repeat` times) plus 11 greedy steps on both
+/// decoders; fails when a step's logits differ by more than `tol` of the
+/// largest logit (`tol` 0: when they are not the same bits).
+fn compare(gpu: &Gpu, path: &Path, dtype: model::WeightDtype, tol: f32, repeat: usize) -> Result<()> {
     let cpu = model::load_as("verify", path, dtype)?;
-    let prompt = cpu.tokenizer.encode(VERIFY_PROMPT, true);
+    let prompt = cpu.tokenizer.encode(&VERIFY_PROMPT.repeat(repeat), true);
     let gpu = GpuLlama::load_like(gpu.clone(), path, cpu.decoder.config())?;
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut worst = 0f32;
@@ -193,6 +196,6 @@ fn compare(gpu: &Gpu, path: &Path, dtype: model::WeightDtype, tol: f32) -> Resul
         }
     }
     let how = if tol == 0.0 { "bit for bit" } else { "within tolerance" };
-    println!("verify: GPU decoder matches the CPU decoder on {name}, {how} (worst relative |Δ| {worst:.2e}, KV cache {:?})", gpu.kv_type());
+    println!("verify: GPU decoder matches the CPU decoder on {name}, {how} (worst relative |Δ| {worst:.2e}, KV cache {:?}, prompt {} tokens)", gpu.kv_type(), prompt.len());
     Ok(())
 }

@@ -339,7 +339,7 @@ impl GpuLlama {
         if !rt.eager.as_ref().is_some_and(|sc| sc.fits(n, ns)) {
             let (r, st) = rt.eager.as_ref().map_or((n, ns), |sc| (sc.rows.max(n), sc.steps.max(ns)));
             rt.eager = None; // free the old buffers first
-            rt.eager = Some(Scratch::new(self.gpu.stream(), &self.cfg, self.shape, r, st)?);
+            rt.eager = Some(Scratch::new(&self.gpu, &self.cfg, self.shape, r, st)?);
         }
         let sc = rt.eager.as_mut().context("scratch")?;
         self.upload_inputs(sc, inputs)?;
@@ -354,7 +354,7 @@ impl GpuLlama {
         let g = match rt.graphs.entry(n) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                let mut scratch = Scratch::new(self.gpu.stream(), &self.cfg, self.shape, n, n)?;
+                let mut scratch = Scratch::new(&self.gpu, &self.cfg, self.shape, n, n)?;
                 let graph = self.capture(&mut scratch, n)?;
                 e.insert(DecodeGraph { scratch, graph })
             }
@@ -400,7 +400,7 @@ impl GpuLlama {
             g.rms_norm(&sc.x.as_view(), &b.attn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps, round)?;
             self.matvec(&b.wqkv, &sc.hb.as_view(), n, &mut sc.qkv.as_view_mut(), false, &mut sc.q8)?;
             g.rope_kv_append(self.kv, &mut sc.qkv.as_view_mut(), &self.cos, &self.sin, &sc.meta, &sc.ptrs, n, l, shape, c.rope_style)?;
-            g.attention(self.kv, round, &sc.qkv.as_view(), &mut sc.att.as_view_mut(), &sc.meta, &sc.ptrs, n, l, shape, scale)?;
+            g.attention(self.kv, round, &sc.qkv.as_view(), &mut sc.att.as_view_mut(), &mut sc.part.as_view_mut(), &sc.meta, &sc.ptrs, n, l, shape, scale)?;
             self.matvec(&b.wo, &sc.att.as_view(), n, &mut sc.x.as_view_mut(), true, &mut sc.q8)?;
             g.rms_norm(&sc.x.as_view(), &b.ffn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps, round)?;
             self.matvec(&b.w_gate_up, &sc.hb.as_view(), n, &mut sc.gu.as_view_mut(), false, &mut sc.q8)?;

@@ -5,9 +5,8 @@
 
 use crate::model::config::DecoderConfig;
 use anyhow::Result;
-use cudarc::driver::{CudaSlice, CudaStream};
-use reka_kernels::cuda::{AttnShape, Q8Acts};
-use std::sync::Arc;
+use cudarc::driver::CudaSlice;
+use reka_kernels::cuda::{AttnShape, Gpu, Q8Acts};
 
 /// Buffers for up to `rows` token rows from up to `steps` sessions.
 pub struct Scratch {
@@ -24,6 +23,8 @@ pub struct Scratch {
     pub hb: CudaSlice<f32>,
     pub qkv: CudaSlice<f32>,
     pub att: CudaSlice<f32>,
+    /// The attention splits' partial softmaxes (flash-decoding).
+    pub part: CudaSlice<f32>,
     pub gu: CudaSlice<f32>,
     pub act: CudaSlice<f32>,
     pub q8: Q8Acts,
@@ -33,8 +34,8 @@ pub struct Scratch {
 
 impl Scratch {
     /// Allocates for `rows` rows and `steps` sessions of a decoder shaped `c`.
-    pub fn new(s: &Arc<CudaStream>, c: &DecoderConfig, shape: AttnShape, rows: usize, steps: usize) -> Result<Self> {
-        let (h, ff) = (c.hidden_size, c.intermediate_size);
+    pub fn new(gpu: &Gpu, c: &DecoderConfig, shape: AttnShape, rows: usize, steps: usize) -> Result<Self> {
+        let (h, ff, s) = (c.hidden_size, c.intermediate_size, gpu.stream());
         let (rows, steps) = (rows.max(1), steps.max(1));
         Ok(Self {
             rows,
@@ -47,6 +48,7 @@ impl Scratch {
             hb: s.alloc_zeros(rows * h)?,
             qkv: s.alloc_zeros(rows * shape.qkv_width())?,
             att: s.alloc_zeros(rows * shape.q_width())?,
+            part: s.alloc_zeros(gpu.attention_partials_len(shape, rows).max(1))?,
             gu: s.alloc_zeros(rows * 2 * ff)?,
             act: s.alloc_zeros(rows * ff)?,
             q8: Q8Acts::new(s, rows * h.max(ff).max(shape.q_width()))?,

@@ -1,6 +1,6 @@
 //! Native CUDA kernels for the decoder's hot path (the `cuda` feature): fused
 //! RMSNorm, RoPE with the KV-cache append, decode attention over a bf16 or f16
-//! KV cache (GQA-aware), SwiGLU, residual add, embedding lookup, bf16/f16 GEMV
+//! KV cache (GQA-aware, positions split over blocks as in flash-decoding), SwiGLU, residual add, embedding lookup, bf16/f16 GEMV
 //! (batched up to 32 activation rows per weight pass) with f32 accumulation, and
 //! GEMV over GGUF blocks (Q4_0, Q4_1, Q8_0) with 8-bit activations in
 //! llama.cpp's numerics, as the CPU build computes them.
@@ -13,11 +13,13 @@
 //! Each kernel is tested against the CPU `*_slow` references (`tests.rs`).
 #![allow(unsafe_code)]
 
+mod attn;
 mod ops;
 mod qops;
 #[cfg(test)]
 mod tests;
 
+pub use attn::{attention_splits, MAX_SPLITS};
 pub use ops::{AttnShape, KvType, WeightBits};
 pub use qops::Q8Acts;
 
@@ -52,6 +54,7 @@ pub const KERNELS: &[&str] = &[
     "attention_bf16_d8",
     "attention_f16_d4",
     "attention_f16_d8",
+    "attention_merge",
     "swiglu",
     "add_f32",
     "embedding",
@@ -165,6 +168,8 @@ pub struct Gpu {
     _module: Arc<CudaModule>,
     name: String,
     arch: String,
+    /// Multiprocessors: how many blocks fill the device (attention splits).
+    sms: usize,
 }
 
 impl fmt::Debug for Gpu {
@@ -203,9 +208,11 @@ impl Gpu {
             funcs.insert(k, module.load_function(k)?);
         }
         let name = ctx.name().unwrap_or_else(|_| "CUDA device".into());
+        let sms = ctx.attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
+        let sms = usize::try_from(sms).unwrap_or(1).max(1);
         // Our own stream: the legacy default stream cannot be captured into a graph.
         let stream = ctx.new_stream()?;
-        Ok(Self { stream, ctx, funcs, _module: module, name, arch })
+        Ok(Self { stream, ctx, funcs, _module: module, name, arch, sms })
     }
 
     /// The same device and kernels on a stream of its own: work queued on it
@@ -225,6 +232,11 @@ impl Gpu {
     /// The virtual architecture the kernels were compiled for (`compute_90`).
     pub fn arch(&self) -> &str {
         &self.arch
+    }
+
+    /// The device's multiprocessor count.
+    pub fn multiprocessors(&self) -> usize {
+        self.sms
     }
 
     /// The stream every kernel runs on (allocate and copy through it).

@@ -57,7 +57,7 @@ pub enum KvType {
 }
 
 impl KvType {
-    fn suffix(self) -> &'static str {
+    pub(super) fn suffix(self) -> &'static str {
         match self {
             KvType::Bf16 => "bf16",
             KvType::F16 => "f16",
@@ -196,43 +196,6 @@ impl Gpu {
         // length, and that each cache pointer is a live allocation of
         // layers·2·cap·kv_width 16-bit values (GpuKvCache upholds this).
         unsafe { b.launch(cfg(n_rows, 128)) }?;
-        Ok(())
-    }
-
-    /// Decode attention of `n_rows` rows (queries in `qkv`, rotated) over their
-    /// sessions' caches, positions `0..=pos` each; writes `[n_rows, q_width]`.
-    /// `round_f16` rounds the queries and the softmax weights to f16 (llama.cpp).
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention(
-        &self,
-        kv: KvType,
-        round_f16: bool,
-        qkv: &CudaView<'_, f32>,
-        out: &mut CudaViewMut<'_, f32>,
-        meta: &CudaSlice<i32>,
-        caches: &CudaSlice<u64>,
-        n_rows: usize,
-        layer: usize,
-        shape: AttnShape,
-        scale: f32,
-    ) -> Result<()> {
-        shape.check()?;
-        need(qkv.len() >= n_rows * shape.qkv_width() && out.len() >= n_rows * shape.q_width(), || "attention: short buffers".into())?;
-        need(meta.len() >= 2 * n_rows && caches.len() >= n_rows, || "attention: short row tables".into())?;
-        if n_rows == 0 {
-            return Ok(());
-        }
-        let (d, threads) = if shape.head_dim <= 128 { ("d4", 256) } else { ("d8", 128) };
-        let name = format!("attention_{}_{d}", kv.suffix());
-        let round = i32::from(round_f16);
-        let (layer, qh, kvh, hd) = (int(layer, "layer")?, int(shape.heads, "heads")?, int(shape.kv_heads, "kv")?, int(shape.head_dim, "hd")?);
-        let mut b = self.stream.launch_builder(self.func(&name)?);
-        b.arg(qkv).arg(out).arg(meta).arg(caches).arg(&layer).arg(&qh).arg(&kvh).arg(&hd).arg(&scale).arg(&round);
-        let grid = LaunchConfig { grid_dim: (n_rows as u32, shape.kv_heads as u32, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: matches `attention_{bf16,f16}_d4/d8` (head_dim ≤ 128 / ≤ 256, ≤ 8 query
-        // heads per kv head: checked); cache pointers as in rope_kv_append,
-        // positions 0..=pos written before.
-        unsafe { b.launch(grid) }?;
         Ok(())
     }
 

@@ -297,12 +297,17 @@ ROPE(rope_kv_append_bf16, Bf16Kv)
 ROPE(rope_kv_append_f16, F16Kv)
 
 // ---------------------------------------------------------------- decode attention
-// One block per (row, kv head): the rep = qh / kvh query heads that share the
-// kv head read each cached key and value once. Warps take positions
-// round-robin with an online softmax each; the block then merges the warps'
-// (max, sum, acc). Lane l holds dims l, l + 32, ... (MAXD of them).
-// Row r attends over positions 0..=pos[r] of its session (causal).
+// Flash-decoding: one block per (row, kv head, split). The rep = qh / kvh
+// query heads that share the kv head read each cached key and value once
+// (GQA). Split z of gridDim.z takes one contiguous chunk of the row's
+// positions 0..=pos[r] (causal), at least SPLIT_MIN of them, so a short cache
+// leaves the later splits empty. Warps take the chunk's positions round-robin
+// with an online softmax each; the block merges the warps' (max, sum, acc).
+// With one split that is the output; with more, the block writes its
+// (max, sum, acc[hd]) to `part` and `attention_merge` combines the splits.
+// Lane l holds dims l, l + 32, ... (MAXD of them).
 #define MAXREP 8
+#define SPLIT_MIN 64
 // The key and value of position p that this lane holds (dims lane, lane + 32, ...).
 template <int MAXD, typename KV>
 __device__ __forceinline__ void load_kv(const unsigned short* K, const unsigned short* V, int p, int kvw,
@@ -326,8 +331,9 @@ __device__ __forceinline__ float score(const float* q, const float* k, float sca
 
 template <int MAXD, int NW, typename KV>
 __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* __restrict__ out,
-                                          const int* __restrict__ meta, const u64* __restrict__ cache,
-                                          int layer, int qh, int kvh, int hd, float scale) {
+                                          float* __restrict__ part, const int* __restrict__ meta,
+                                          const u64* __restrict__ cache, int layer, int qh, int kvh, int hd,
+                                          float scale) {
     __shared__ float sm_m[NW][MAXREP], sm_l[NW][MAXREP];
     __shared__ float sm_acc[NW][MAXREP][MAXD * 32];
     int r = blockIdx.x, g = blockIdx.y;
@@ -349,7 +355,11 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
             acc[j][d] = 0.0f;
         }
     }
-    for (int p = warp; p <= pos; p += NW) {
+    int splits = gridDim.z, z = blockIdx.z;
+    int chunk = (pos + splits) / splits;  // ceil((pos + 1) / splits)
+    chunk = chunk < SPLIT_MIN ? SPLIT_MIN : chunk;
+    int first = z * chunk, end = first + chunk <= pos + 1 ? first + chunk : pos + 1;
+    for (int p = first + warp; p < end; p += NW) {
         float k[MAXD], v[MAXD];
         load_kv<MAXD, KV>(K, V, p, kvw, hd, lane, k, v);
 #pragma unroll
@@ -391,7 +401,38 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
             lsum += sm_l[w][j] * f;
             a += sm_acc[w][j][d] * f;
         }
-        orow[(size_t)(g * rep + j) * hd + d] = a / lsum;
+        if (splits == 1) {
+            orow[(size_t)(g * rep + j) * hd + d] = a / lsum;
+        } else {
+            // [row][query head][split][max, sum, acc...]; an empty split has sum 0.
+            float* pp = part + (((size_t)r * qh + g * rep + j) * splits + z) * (hd + 2);
+            if (d == 0) {
+                pp[0] = mx;
+                pp[1] = lsum;
+            }
+            pp[2 + d] = a;
+        }
+    }
+}
+
+// Combines the splits' partial softmaxes of one (row, query head): rescales
+// each split's sum and output to the largest max. Grid (rows, qh).
+extern "C" __global__ void attention_merge(const float* __restrict__ part, float* __restrict__ out, int qh, int hd,
+                                           int splits) {
+    int r = blockIdx.x, h = blockIdx.y;
+    const float* pp = part + ((size_t)r * qh + h) * splits * (hd + 2);
+    float mx = NEG_INF;
+    for (int z = 0; z < splits; ++z)
+        if (pp[(size_t)z * (hd + 2) + 1] > 0.0f) mx = fmaxf(mx, pp[(size_t)z * (hd + 2)]);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float lsum = 0.0f, a = 0.0f;
+        for (int z = 0; z < splits; ++z) {
+            const float* ps = pp + (size_t)z * (hd + 2);
+            float f = ps[1] > 0.0f ? exp_rt(ps[0] - mx) : 0.0f;
+            lsum += ps[1] * f;
+            a += ps[2 + d] * f;
+        }
+        out[((size_t)r * qh + h) * hd + d] = a / lsum;
     }
 }
 
@@ -467,12 +508,13 @@ __device__ __forceinline__ void attn_exact(const float* __restrict__ qkv, float*
 
 #define ATTN(NAME, MAXD, NW, THREADS, KV)                                                          \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                     \
-        const float* __restrict__ qkv, float* __restrict__ out, const int* __restrict__ meta,       \
-        const u64* __restrict__ cache, int layer, int qh, int kvh, int hd, float scale, int round_f16) { \
+        const float* __restrict__ qkv, float* __restrict__ out, float* __restrict__ part,           \
+        const int* __restrict__ meta, const u64* __restrict__ cache, int layer, int qh, int kvh, int hd, \
+        float scale, int round_f16) {                                                               \
         if (round_f16)                                                                              \
             attn_exact<MAXD, NW, KV>(qkv, out, meta, cache, layer, qh, kvh, hd, scale);            \
         else                                                                                        \
-            attn_impl<MAXD, NW, KV>(qkv, out, meta, cache, layer, qh, kvh, hd, scale);             \
+            attn_impl<MAXD, NW, KV>(qkv, out, part, meta, cache, layer, qh, kvh, hd, scale);       \
     }
 ATTN(attention_bf16_d4, 4, 8, 256, Bf16Kv)
 ATTN(attention_bf16_d8, 8, 4, 128, Bf16Kv)

@@ -244,7 +244,8 @@ fn rope_kv_append_and_attention_match_the_references() {
             let mut qkv_d = up(&g, &qkv);
             g.rope_kv_append(kv, &mut qkv_d.as_view_mut(), &cos_d, &sin_d, &meta_d, &rp_d, n, layer, shape, style).expect("rope");
             let mut out = g.stream().alloc_zeros::<f32>(n * qw).expect("alloc");
-            g.attention(kv, round, &qkv_d.as_view(), &mut out.as_view_mut(), &meta_d, &rp_d, n, layer, shape, heads.scale).expect("attn");
+            let mut part = g.stream().alloc_zeros::<f32>(g.attention_partials_len(shape, n).max(1)).expect("alloc");
+            g.attention(kv, round, &qkv_d.as_view(), &mut out.as_view_mut(), &mut part.as_view_mut(), &meta_d, &rp_d, n, layer, shape, heads.scale).expect("attn");
             let (got_qkv, got) = (down(&g, &qkv_d), down(&g, &out));
             let mut row0 = 0;
             for &(sess, start, t) in step {
@@ -286,6 +287,49 @@ fn rope_kv_append_and_attention_match_the_references() {
                 row0 += t;
             }
         }
+    }
+}
+
+/// Flash-decoding over a long cache: rows at positions on both sides of the
+/// 64-position split minimum, each split count against the reference (within
+/// 1e-4 like the unsplit kernel); the f16-rounding kernel refuses splits.
+#[test]
+fn split_attention_matches_the_reference_over_long_caches() {
+    let Some(g) = gpu() else { return };
+    let mut s = 11;
+    let (layer, cap, len) = (0usize, 320usize, 300usize);
+    let rows_at = [0usize, 63, 64, 150, 299];
+    for shape in [AttnShape { heads: 32, kv_heads: 8, head_dim: 128 }, AttnShape { heads: 9, kv_heads: 3, head_dim: 64 }] {
+        let (qw, kvw, w) = (shape.q_width(), shape.kv_width(), shape.qkv_width());
+        let heads = Heads { heads: shape.heads, kv_heads: shape.kv_heads, head_dim: shape.head_dim, scale: 1.0 / (shape.head_dim as f32).sqrt(), round_probs: false };
+        // One session's cache [K, V][cap][kvw]: `len` random bf16 positions.
+        let mut plane = vec![0u16; 2 * cap * kvw];
+        plane[..len * kvw].copy_from_slice(&bits(&noise(len * kvw, &mut s)));
+        plane[cap * kvw..(cap + len) * kvw].copy_from_slice(&bits(&noise(len * kvw, &mut s).iter().map(|x| 3.0 * x).collect::<Vec<_>>()));
+        let (k, v) = (widen(KvType::Bf16, &plane[..len * kvw]), widen(KvType::Bf16, &plane[cap * kvw..(cap + len) * kvw]));
+        let cache = up(&g, &plane);
+        let n = rows_at.len();
+        let qkv: Vec<f32> = noise(n * w, &mut s).iter().map(|x| 4.0 * x).collect();
+        let meta: Vec<i32> = rows_at.iter().flat_map(|&p| [p as i32, cap as i32]).collect();
+        let ptrs = vec![cache.device_ptr(g.stream()).0; n];
+        let (qkv_d, meta_d, ptrs_d) = (up(&g, &qkv), up(&g, &meta), up(&g, &ptrs));
+        for splits in [1, 2, 4, 7, MAX_SPLITS] {
+            let mut out = g.stream().alloc_zeros::<f32>(n * qw).expect("alloc");
+            let mut part = g.stream().alloc_zeros::<f32>(n * shape.heads * splits * (shape.head_dim + 2)).expect("alloc");
+            g.attention_split(KvType::Bf16, false, &qkv_d.as_view(), &mut out.as_view_mut(), &mut part.as_view_mut(), &meta_d, &ptrs_d, n, layer, shape, heads.scale, splits).expect("attn");
+            let got = down(&g, &out);
+            for (i, &p) in rows_at.iter().enumerate() {
+                let want = attention_slow(heads, &qkv[i * w..][..qw], 1, &k[..(p + 1) * kvw], &v[..(p + 1) * kvw], p);
+                for (d, (a, b)) in got[i * qw..][..qw].iter().zip(&want).enumerate() {
+                    assert!((a - b).abs() <= 1e-4, "{shape:?} {splits} splits, position {p}, value {d}: {a} vs {b}");
+                }
+            }
+        }
+        // A partials buffer too short for the splits, and splits with f16 rounding, are refused.
+        let mut out = g.stream().alloc_zeros::<f32>(n * qw).expect("alloc");
+        let mut short = g.stream().alloc_zeros::<f32>(8).expect("alloc");
+        assert!(g.attention_split(KvType::Bf16, false, &qkv_d.as_view(), &mut out.as_view_mut(), &mut short.as_view_mut(), &meta_d, &ptrs_d, n, layer, shape, heads.scale, 4).is_err());
+        assert!(g.attention_split(KvType::F16, true, &qkv_d.as_view(), &mut out.as_view_mut(), &mut short.as_view_mut(), &meta_d, &ptrs_d, n, layer, shape, heads.scale, 2).is_err());
     }
 }
 

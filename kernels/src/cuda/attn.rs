@@ -1,0 +1,139 @@
+//! Launch wrapper of decode attention, flash-decoding style: each row's
+//! positions are split over several blocks when the rows and kv heads alone
+//! would leave most multiprocessors idle (one decode row of a model with 8 kv
+//! heads fills 8 of an H100's 132), and `attention_merge` combines the splits'
+//! partial softmaxes. The f16-rounding kernel of the GGUF path keeps one
+//! block per (row, kv head), since it follows the CPU build's summation order.
+#![allow(unsafe_code)]
+
+use super::ops::{int, need, AttnShape, KvType};
+use super::{Gpu, GpuError, Result};
+use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
+
+/// The most splits of one row's positions.
+pub const MAX_SPLITS: usize = 32;
+
+/// How many splits an attention launch over `rows` rows uses on a device of
+/// `sms` multiprocessors: about two blocks per multiprocessor, at most
+/// [`MAX_SPLITS`]; one when the (row, kv head) blocks fill the device already.
+/// Each split takes at least 64 positions (`SPLIT_MIN` in `source.cu`), so a
+/// short cache leaves later splits empty.
+pub fn attention_splits(rows: usize, kv_heads: usize, sms: usize) -> usize {
+    let blocks = rows * kv_heads;
+    if blocks == 0 || blocks >= sms {
+        1
+    } else {
+        (2 * sms).div_ceil(blocks).min(MAX_SPLITS)
+    }
+}
+
+/// Floats of `part` a launch of `splits` splits over `rows` rows needs.
+fn partials(shape: AttnShape, rows: usize, splits: usize) -> usize {
+    if splits <= 1 {
+        0
+    } else {
+        rows * shape.heads * splits * (shape.head_dim + 2)
+    }
+}
+
+impl Gpu {
+    /// Floats of partial results [`Gpu::attention`] needs for up to
+    /// `max_rows` rows on this device (0 when it never splits).
+    pub fn attention_partials_len(&self, shape: AttnShape, max_rows: usize) -> usize {
+        (1..=max_rows.min(self.multiprocessors())).map(|n| partials(shape, n, attention_splits(n, shape.kv_heads, self.multiprocessors()))).max().unwrap_or(0)
+    }
+
+    /// Decode attention of `n_rows` rows (queries in `qkv`, rotated) over their
+    /// sessions' caches, positions `0..=pos` each; writes `[n_rows, q_width]`.
+    /// `round_f16` rounds the queries and the softmax weights to f16
+    /// (llama.cpp) and never splits; otherwise the split count is
+    /// [`attention_splits`] and `part` holds at least
+    /// [`Gpu::attention_partials_len`] floats.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &self,
+        kv: KvType,
+        round_f16: bool,
+        qkv: &CudaView<'_, f32>,
+        out: &mut CudaViewMut<'_, f32>,
+        part: &mut CudaViewMut<'_, f32>,
+        meta: &CudaSlice<i32>,
+        caches: &CudaSlice<u64>,
+        n_rows: usize,
+        layer: usize,
+        shape: AttnShape,
+        scale: f32,
+    ) -> Result<()> {
+        let splits = if round_f16 { 1 } else { attention_splits(n_rows, shape.kv_heads, self.multiprocessors()) };
+        self.attention_split(kv, round_f16, qkv, out, part, meta, caches, n_rows, layer, shape, scale, splits)
+    }
+
+    /// [`Gpu::attention`] with the number of splits given (tests; 1 to
+    /// [`MAX_SPLITS`], and 1 with `round_f16`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_split(
+        &self,
+        kv: KvType,
+        round_f16: bool,
+        qkv: &CudaView<'_, f32>,
+        out: &mut CudaViewMut<'_, f32>,
+        part: &mut CudaViewMut<'_, f32>,
+        meta: &CudaSlice<i32>,
+        caches: &CudaSlice<u64>,
+        n_rows: usize,
+        layer: usize,
+        shape: AttnShape,
+        scale: f32,
+        splits: usize,
+    ) -> Result<()> {
+        shape.check()?;
+        need(qkv.len() >= n_rows * shape.qkv_width() && out.len() >= n_rows * shape.q_width(), || "attention: short buffers".into())?;
+        need(meta.len() >= 2 * n_rows && caches.len() >= n_rows, || "attention: short row tables".into())?;
+        if !(1..=MAX_SPLITS).contains(&splits) || (round_f16 && splits > 1) {
+            return Err(GpuError::Shape(format!("attention: {splits} splits (1 to {MAX_SPLITS}; 1 with f16 rounding)")));
+        }
+        need(part.len() >= partials(shape, n_rows, splits), || format!("attention: partials buffer of {} floats, {splits} splits need {}", part.len(), partials(shape, n_rows, splits)))?;
+        if n_rows == 0 {
+            return Ok(());
+        }
+        let (d, threads) = if shape.head_dim <= 128 { ("d4", 256) } else { ("d8", 128) };
+        let name = format!("attention_{}_{d}", kv.suffix());
+        let round = i32::from(round_f16);
+        let (layer, qh, kvh, hd, ns) = (int(layer, "layer")?, int(shape.heads, "heads")?, int(shape.kv_heads, "kv")?, int(shape.head_dim, "hd")?, int(splits, "splits")?);
+        let mut b = self.stream().launch_builder(self.func(&name)?);
+        b.arg(qkv).arg(&mut *out).arg(&mut *part).arg(meta).arg(caches).arg(&layer).arg(&qh).arg(&kvh).arg(&hd).arg(&scale).arg(&round);
+        let grid = LaunchConfig { grid_dim: (n_rows as u32, shape.kv_heads as u32, splits as u32), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: matches `attention_{bf16,f16}_d4/d8` (head_dim ≤ 128 / ≤ 256, ≤ 8 query
+        // heads per kv head: checked); cache pointers as in rope_kv_append,
+        // positions 0..=pos written before; `part` holds every split's partials
+        // (checked) and is not read with one split.
+        unsafe { b.launch(grid) }?;
+        if splits > 1 {
+            let mut m = self.stream().launch_builder(self.func("attention_merge")?);
+            m.arg(&mut *part).arg(&mut *out).arg(&qh).arg(&hd).arg(&ns);
+            let grid = LaunchConfig { grid_dim: (n_rows as u32, shape.heads as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+            // SAFETY: matches `attention_merge`; `part` was written above for
+            // `n_rows` rows × `heads` × `splits`, and `out` holds `n_rows` rows.
+            unsafe { m.launch(grid) }?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_fill_the_device_only_when_rows_do_not() {
+        // reka-edge (8 kv heads) on an H100 (132 SMs): one decode row splits 32 ways...
+        assert_eq!(attention_splits(1, 8, 132), 32);
+        // ...four rows 9 ways; 17 rows (136 blocks) fill it alone.
+        assert_eq!(attention_splits(4, 8, 132), 9);
+        assert_eq!(attention_splits(17, 8, 132), 1);
+        assert_eq!(attention_splits(0, 8, 132), 1);
+        // SmolLM2 (3 kv heads): 132 blocks at 44 rows.
+        assert_eq!(attention_splits(43, 3, 132), 3);
+        assert_eq!(attention_splits(44, 3, 132), 1);
+    }
+}

@@ -9,7 +9,9 @@
 #      1. the CUDA kernel tests, every kernel against its CPU reference;
 #      2. gpu-bench --verify: GPU vs CPU decoder logits on a random reka-tiny;
 #      3. write reka-edge (7B, bf16, random; ~15 GB) to local disk;
-#      4. gpu-bench on it at batch 1 and 32: tokens/s vs the 3.35 TB/s limit.
+#      4. gpu-bench on it at batch 1 and 32: tokens/s vs the 3.35 TB/s limit;
+#         then batch 1 after 4096 prompt tokens, the attention split over
+#         blocks (flash-decoding) and not, side by side.
 #   b (carry target/device/b): join SmolLM2 and check its sha256;
 #      5. gpu-bench --verify-model: GPU vs CPU logits on SmolLM2's Q4_1 GGUF;
 #         then gpu-bench on it (Q4_1 blocks on the GPU), batch 1 and 32;
@@ -65,10 +67,10 @@ a)
         tail -2 "$OUT/write-edge.txt" | tee -a "$OUT/summary.txt"
     fi
 
-    stamp "gpu-bench reka-edge, batch 1 and 32"
-    timeout 200 "$BIN/reka-host" gpu-bench --model "$WORK/reka-edge" --batch 1,32 -n 64 >"$OUT/bench-edge.txt" 2>&1
+    stamp "gpu-bench reka-edge, batch 1 and 32; batch 1 at 4096 positions, attention split and not"
+    timeout 200 "$BIN/reka-host" gpu-bench --model "$WORK/reka-edge" --batch 1,32 -n 64 --long-context 4096 >"$OUT/bench-edge.txt" 2>&1
     check $? "bench"
-    grep -vE "loading weights" "$OUT/bench-edge.txt" | tail -12 | tee -a "$OUT/summary.txt"
+    grep -vE "loading weights" "$OUT/bench-edge.txt" | tail -20 | tee -a "$OUT/summary.txt"
     ;;
 b)
     stamp "join SmolLM2"

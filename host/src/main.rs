@@ -121,6 +121,10 @@ enum Cmd {
         /// Prompt tokens per stream before the timed steps.
         #[arg(long, default_value_t = 16)]
         prompt_tokens: usize,
+        /// Then also batch 1 after a prompt of this many tokens, with the
+        /// attention split over blocks (flash-decoding) and without (0: skip).
+        #[arg(long, default_value_t = 0)]
+        long_context: usize,
         /// First compare the GPU decoder with the CPU one on a random reka-tiny.
         #[arg(long)]
         verify: bool,
@@ -274,6 +278,7 @@ fn main() -> Result<()> {
             batch,
             max_tokens,
             prompt_tokens,
+            long_context,
             verify,
             verify_model,
         } => reka_host::gpu::bench::run(&reka_host::gpu::bench::BenchSpec {
@@ -281,6 +286,7 @@ fn main() -> Result<()> {
             batch,
             tokens: max_tokens,
             prompt: prompt_tokens,
+            long_context,
             verify,
             verify_models: verify_model,
         }),

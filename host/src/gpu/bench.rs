@@ -4,6 +4,7 @@
 //! one on a small random checkpoint.
 
 use super::{probe, Gpu, GpuLlama, GpuStep};
+use reka_kernels::cuda::KvType;
 use crate::model;
 use crate::{checkpoint_writer, presets};
 use anyhow::{bail, Result};
@@ -24,6 +25,9 @@ pub struct BenchSpec {
     pub tokens: usize,
     /// Prompt tokens per stream before the timed steps.
     pub prompt: usize,
+    /// When above 0, batch 1 is also measured after a prompt this long, with
+    /// the attention's position splits on and off.
+    pub long_context: usize,
     /// Compare the GPU decoder with the CPU one on `reka-tiny` first.
     pub verify: bool,
     /// More models to compare (GGUF files or checkpoint directories).
@@ -96,6 +100,29 @@ pub fn run(spec: &BenchSpec) -> Result<()> {
             tracing::debug!(batch = b, total_s = total, "measured");
         }
     }
+    if spec.long_context > 0 {
+        long_context(&m, spec.long_context, spec.tokens, limit)?;
+    }
+    Ok(())
+}
+
+/// Batch 1 decoding after a `prompt`-token prompt, CUDA graphs on, with the
+/// attention split over blocks (flash-decoding) and with one block per
+/// (row, kv head), side by side; the ratio is to the weights-only limit, so
+/// the cache reads show as a loss.
+fn long_context(m: &GpuLlama, prompt: usize, tokens: usize, limit: f64) -> Result<()> {
+    println!();
+    println!("batch 1 after a {prompt}-token prompt (CUDA graphs on); KV cache read per step: {:.1} MB", (m.cache_bytes_per_position() * prompt) as f64 / 1e6);
+    println!();
+    println!("| attention | tokens/s | ms/step | ratio to the weights-only limit |");
+    println!("|---|---:|---:|---:|");
+    m.set_graphs(true);
+    for (split, name) in [(true, "split (flash-decoding)"), (false, "one block per (row, kv head)")] {
+        m.set_split_attention(split);
+        let (step_s, _) = measure(m, 1, prompt, tokens)?;
+        println!("| {name} | {:.1} | {:.2} | {:.1}% |", 1.0 / step_s, step_s * 1e3, 100.0 / step_s / limit);
+    }
+    m.set_split_attention(true);
     Ok(())
 }
 
@@ -174,8 +201,12 @@ fn compare(gpu: &Gpu, path: &Path, dtype: model::WeightDtype, tol: f32, repeat: 
     let gpu = GpuLlama::load_like(gpu.clone(), path, cpu.decoder.config())?;
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut worst = 0f32;
-    for graphs in [false, true] {
+    // Eagerly, with graphs, and (bf16 cache: the f16 path never splits) with
+    // graphs and the attention unsplit.
+    let modes: &[(bool, bool)] = if gpu.kv_type() == KvType::Bf16 { &[(false, true), (true, true), (true, false)] } else { &[(false, true), (true, true)] };
+    for &(graphs, split) in modes {
         gpu.set_graphs(graphs);
+        gpu.set_split_attention(split);
         let mut cc = cpu.decoder.new_cache();
         let mut gc = gpu.new_cache(8)?; // small on purpose: the cache grows on the way
         let mut ids = prompt.clone();
@@ -186,7 +217,11 @@ fn compare(gpu: &Gpu, path: &Path, dtype: model::WeightDtype, tol: f32, repeat: 
             let diff = want.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             worst = worst.max(diff / scale.max(1e-6));
             let (a, b) = (argmax(&want), argmax(&got));
-            let mode = if gpu.graphs() { "graphs" } else { "eager" };
+            let mode = match (gpu.graphs(), split) {
+                (false, _) => "eager",
+                (true, true) => "graphs",
+                (true, false) => "graphs, attention unsplit",
+            };
             println!("verify {name} ({mode}) step {step}: max |Δlogit| {diff:.2e} (max |logit| {scale:.2e}), argmax cpu {a} gpu {b}");
             let off = if tol == 0.0 { want.iter().zip(&got).any(|(a, b)| a.to_bits() != b.to_bits()) } else { diff > tol * scale + 1e-4 };
             if off {

@@ -23,6 +23,7 @@ use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr};
 use reka_kernels::cuda::{AttnShape, Gpu, Graph, KvType, Q8Acts};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Decode steps of up to this many sessions are replayed from CUDA graphs.
@@ -67,6 +68,9 @@ pub struct GpuLlama {
     cos: CudaSlice<f32>,
     sin: CudaSlice<f32>,
     rt: Mutex<Runtime>,
+    /// Attention over one block per (row, kv head) only, without the
+    /// flash-decoding splits (the bench compares both).
+    unsplit: AtomicBool,
 }
 
 /// One session's keys and values on the device: `[layer][K, V][capacity]
@@ -158,7 +162,7 @@ impl GpuLlama {
         gpu.synchronize()?;
         let graphs_off = std::env::var("REKA_CUDA_GRAPHS").is_ok_and(|v| v == "0");
         let rt = Mutex::new(Runtime { graphs_off, ..Runtime::default() });
-        Ok(Self { gpu, cfg, shape, kv, blocks, embed, final_norm, lm_head, cos, sin, rt })
+        Ok(Self { gpu, cfg, shape, kv, blocks, embed, final_norm, lm_head, cos, sin, rt, unsplit: AtomicBool::new(false) })
     }
 
     /// The decoder's shape.
@@ -265,6 +269,15 @@ impl GpuLlama {
         if !on {
             rt.graphs.clear();
         }
+    }
+
+    /// Switches the attention's position splits (flash-decoding) on or off;
+    /// on by default. Captured graphs are dropped, since they hold the split
+    /// count.
+    pub fn set_split_attention(&self, on: bool) {
+        let mut rt = self.runtime();
+        self.unsplit.store(!on, Ordering::Relaxed);
+        rt.graphs.clear();
     }
 
     fn runtime(&self) -> std::sync::MutexGuard<'_, Runtime> {
@@ -400,7 +413,12 @@ impl GpuLlama {
             g.rms_norm(&sc.x.as_view(), &b.attn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps, round)?;
             self.matvec(&b.wqkv, &sc.hb.as_view(), n, &mut sc.qkv.as_view_mut(), false, &mut sc.q8)?;
             g.rope_kv_append(self.kv, &mut sc.qkv.as_view_mut(), &self.cos, &self.sin, &sc.meta, &sc.ptrs, n, l, shape, c.rope_style)?;
-            g.attention(self.kv, round, &sc.qkv.as_view(), &mut sc.att.as_view_mut(), &mut sc.part.as_view_mut(), &sc.meta, &sc.ptrs, n, l, shape, scale)?;
+            let (att, part) = (&mut sc.att.as_view_mut(), &mut sc.part.as_view_mut());
+            if self.unsplit.load(Ordering::Relaxed) {
+                g.attention_split(self.kv, round, &sc.qkv.as_view(), att, part, &sc.meta, &sc.ptrs, n, l, shape, scale, 1)?;
+            } else {
+                g.attention(self.kv, round, &sc.qkv.as_view(), att, part, &sc.meta, &sc.ptrs, n, l, shape, scale)?;
+            }
             self.matvec(&b.wo, &sc.att.as_view(), n, &mut sc.x.as_view_mut(), true, &mut sc.q8)?;
             g.rms_norm(&sc.x.as_view(), &b.ffn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps, round)?;
             self.matvec(&b.w_gate_up, &sc.hb.as_view(), n, &mut sc.gu.as_view_mut(), false, &mut sc.q8)?;

@@ -65,6 +65,14 @@ inline unsigned __float_as_uint(float f) {
     return u;
 }
 inline void __syncthreads() { emu::sync_block(); }
+// Blocks run one after another and threads switch only at barriers and
+// shuffles, so memory is always coherent and an atomic is a plain update.
+inline void __threadfence() {}
+inline unsigned atomicAdd(unsigned* p, unsigned v) {
+    unsigned old = *p;
+    *p = old + v;
+    return old;
+}
 
 template <typename T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {

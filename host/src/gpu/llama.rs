@@ -413,11 +413,11 @@ impl GpuLlama {
             g.rms_norm(&sc.x.as_view(), &b.attn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps, round)?;
             self.matvec(&b.wqkv, &sc.hb.as_view(), n, &mut sc.qkv.as_view_mut(), false, &mut sc.q8)?;
             g.rope_kv_append(self.kv, &mut sc.qkv.as_view_mut(), &self.cos, &self.sin, &sc.meta, &sc.ptrs, n, l, shape, c.rope_style)?;
-            let (att, part) = (&mut sc.att.as_view_mut(), &mut sc.part.as_view_mut());
+            let (att, split) = (&mut sc.att.as_view_mut(), &mut sc.split);
             if self.unsplit.load(Ordering::Relaxed) {
-                g.attention_split(self.kv, round, &sc.qkv.as_view(), att, part, &sc.meta, &sc.ptrs, n, l, shape, scale, 1)?;
+                g.attention_split(self.kv, round, &sc.qkv.as_view(), att, split, &sc.meta, &sc.ptrs, n, l, shape, scale, 1)?;
             } else {
-                g.attention(self.kv, round, &sc.qkv.as_view(), att, part, &sc.meta, &sc.ptrs, n, l, shape, scale)?;
+                g.attention(self.kv, round, &sc.qkv.as_view(), att, split, &sc.meta, &sc.ptrs, n, l, shape, scale)?;
             }
             self.matvec(&b.wo, &sc.att.as_view(), n, &mut sc.x.as_view_mut(), true, &mut sc.q8)?;
             g.rms_norm(&sc.x.as_view(), &b.ffn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps, round)?;

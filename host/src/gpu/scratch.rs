@@ -6,7 +6,7 @@
 use crate::model::config::DecoderConfig;
 use anyhow::Result;
 use cudarc::driver::CudaSlice;
-use reka_kernels::cuda::{AttnShape, Gpu, Q8Acts};
+use reka_kernels::cuda::{AttnShape, Gpu, Q8Acts, SplitScratch};
 
 /// Buffers for up to `rows` token rows from up to `steps` sessions.
 pub struct Scratch {
@@ -24,7 +24,7 @@ pub struct Scratch {
     pub qkv: CudaSlice<f32>,
     pub att: CudaSlice<f32>,
     /// The attention splits' partial softmaxes (flash-decoding).
-    pub part: CudaSlice<f32>,
+    pub split: SplitScratch,
     pub gu: CudaSlice<f32>,
     pub act: CudaSlice<f32>,
     pub q8: Q8Acts,
@@ -48,7 +48,7 @@ impl Scratch {
             hb: s.alloc_zeros(rows * h)?,
             qkv: s.alloc_zeros(rows * shape.qkv_width())?,
             att: s.alloc_zeros(rows * shape.q_width())?,
-            part: s.alloc_zeros(gpu.attention_partials_len(shape, rows).max(1))?,
+            split: SplitScratch::for_rows(gpu, shape, rows)?,
             gu: s.alloc_zeros(rows * 2 * ff)?,
             act: s.alloc_zeros(rows * ff)?,
             q8: Q8Acts::new(s, rows * h.max(ff).max(shape.q_width()))?,

@@ -1,9 +1,11 @@
 //! Launch wrapper of decode attention, flash-decoding style: each row's
 //! positions are split over several blocks when the rows and kv heads alone
 //! would leave most multiprocessors idle (one decode row of a model with 8 kv
-//! heads fills 8 of an H100's 132), and `attention_merge` combines the splits'
-//! partial softmaxes. The f16-rounding kernel of the GGUF path keeps one
-//! block per (row, kv head), since it follows the CPU build's summation order.
+//! heads fills 8 of an H100's 132). The last block of each (row, kv head) to
+//! finish merges the splits' partial softmaxes, so splitting costs no second
+//! launch, and a cache shorter than two chunks runs as if unsplit. The
+//! f16-rounding kernel of the GGUF path keeps one block per (row, kv head),
+//! since it follows the CPU build's summation order.
 #![allow(unsafe_code)]
 
 use super::ops::{int, need, AttnShape, KvType};
@@ -27,7 +29,33 @@ pub fn attention_splits(rows: usize, kv_heads: usize, sms: usize) -> usize {
     }
 }
 
-/// Floats of `part` a launch of `splits` splits over `rows` rows needs.
+/// What split attention keeps between its blocks: each split's partial
+/// softmax (max, sum, output) and, per (row, kv head), how many splits are
+/// done (0 between launches).
+pub struct SplitScratch {
+    part: CudaSlice<f32>,
+    done: CudaSlice<u32>,
+}
+
+impl SplitScratch {
+    /// Room for `rows` rows split `splits` ways.
+    pub fn new(gpu: &Gpu, shape: AttnShape, rows: usize, splits: usize) -> Result<Self> {
+        let s = gpu.stream();
+        Ok(Self { part: s.alloc_zeros(partials(shape, rows, splits).max(1))?, done: s.alloc_zeros((rows * shape.kv_heads).max(1))? })
+    }
+
+    /// Room for what [`Gpu::attention`] needs for up to `max_rows` rows (it
+    /// splits only below one block per multiprocessor).
+    pub fn for_rows(gpu: &Gpu, shape: AttnShape, max_rows: usize) -> Result<Self> {
+        let sms = gpu.multiprocessors();
+        let rows = max_rows.min(sms);
+        let part = (1..=rows).map(|n| partials(shape, n, attention_splits(n, shape.kv_heads, sms))).max().unwrap_or(0);
+        let s = gpu.stream();
+        Ok(Self { part: s.alloc_zeros(part.max(1))?, done: s.alloc_zeros((rows * shape.kv_heads).max(1))? })
+    }
+}
+
+/// Floats of partials a launch of `splits` splits over `rows` rows writes.
 fn partials(shape: AttnShape, rows: usize, splits: usize) -> usize {
     if splits <= 1 {
         0
@@ -37,18 +65,11 @@ fn partials(shape: AttnShape, rows: usize, splits: usize) -> usize {
 }
 
 impl Gpu {
-    /// Floats of partial results [`Gpu::attention`] needs for up to
-    /// `max_rows` rows on this device (0 when it never splits).
-    pub fn attention_partials_len(&self, shape: AttnShape, max_rows: usize) -> usize {
-        (1..=max_rows.min(self.multiprocessors())).map(|n| partials(shape, n, attention_splits(n, shape.kv_heads, self.multiprocessors()))).max().unwrap_or(0)
-    }
-
     /// Decode attention of `n_rows` rows (queries in `qkv`, rotated) over their
     /// sessions' caches, positions `0..=pos` each; writes `[n_rows, q_width]`.
     /// `round_f16` rounds the queries and the softmax weights to f16
     /// (llama.cpp) and never splits; otherwise the split count is
-    /// [`attention_splits`] and `part` holds at least
-    /// [`Gpu::attention_partials_len`] floats.
+    /// [`attention_splits`], with `split` from [`SplitScratch::for_rows`].
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &self,
@@ -56,7 +77,7 @@ impl Gpu {
         round_f16: bool,
         qkv: &CudaView<'_, f32>,
         out: &mut CudaViewMut<'_, f32>,
-        part: &mut CudaViewMut<'_, f32>,
+        split: &mut SplitScratch,
         meta: &CudaSlice<i32>,
         caches: &CudaSlice<u64>,
         n_rows: usize,
@@ -65,10 +86,10 @@ impl Gpu {
         scale: f32,
     ) -> Result<()> {
         let splits = if round_f16 { 1 } else { attention_splits(n_rows, shape.kv_heads, self.multiprocessors()) };
-        self.attention_split(kv, round_f16, qkv, out, part, meta, caches, n_rows, layer, shape, scale, splits)
+        self.attention_split(kv, round_f16, qkv, out, split, meta, caches, n_rows, layer, shape, scale, splits)
     }
 
-    /// [`Gpu::attention`] with the number of splits given (tests; 1 to
+    /// [`Gpu::attention`] with the number of splits given (1 to
     /// [`MAX_SPLITS`], and 1 with `round_f16`).
     #[allow(clippy::too_many_arguments)]
     pub fn attention_split(
@@ -77,7 +98,7 @@ impl Gpu {
         round_f16: bool,
         qkv: &CudaView<'_, f32>,
         out: &mut CudaViewMut<'_, f32>,
-        part: &mut CudaViewMut<'_, f32>,
+        split: &mut SplitScratch,
         meta: &CudaSlice<i32>,
         caches: &CudaSlice<u64>,
         n_rows: usize,
@@ -92,30 +113,27 @@ impl Gpu {
         if !(1..=MAX_SPLITS).contains(&splits) || (round_f16 && splits > 1) {
             return Err(GpuError::Shape(format!("attention: {splits} splits (1 to {MAX_SPLITS}; 1 with f16 rounding)")));
         }
-        need(part.len() >= partials(shape, n_rows, splits), || format!("attention: partials buffer of {} floats, {splits} splits need {}", part.len(), partials(shape, n_rows, splits)))?;
+        let want = partials(shape, n_rows, splits);
+        need(splits == 1 || (split.part.len() >= want && split.done.len() >= n_rows * shape.kv_heads), || {
+            format!("attention: split scratch of {} partials and {} counts; {splits} splits of {n_rows} rows need {want} and {}", split.part.len(), split.done.len(), n_rows * shape.kv_heads)
+        })?;
         if n_rows == 0 {
             return Ok(());
         }
         let (d, threads) = if shape.head_dim <= 128 { ("d4", 256) } else { ("d8", 128) };
         let name = format!("attention_{}_{d}", kv.suffix());
         let round = i32::from(round_f16);
-        let (layer, qh, kvh, hd, ns) = (int(layer, "layer")?, int(shape.heads, "heads")?, int(shape.kv_heads, "kv")?, int(shape.head_dim, "hd")?, int(splits, "splits")?);
+        let (layer, qh, kvh, hd) = (int(layer, "layer")?, int(shape.heads, "heads")?, int(shape.kv_heads, "kv")?, int(shape.head_dim, "hd")?);
         let mut b = self.stream().launch_builder(self.func(&name)?);
-        b.arg(qkv).arg(&mut *out).arg(&mut *part).arg(meta).arg(caches).arg(&layer).arg(&qh).arg(&kvh).arg(&hd).arg(&scale).arg(&round);
+        b.arg(qkv).arg(&mut *out).arg(&mut split.part).arg(&mut split.done).arg(meta).arg(caches);
+        b.arg(&layer).arg(&qh).arg(&kvh).arg(&hd).arg(&scale).arg(&round);
         let grid = LaunchConfig { grid_dim: (n_rows as u32, shape.kv_heads as u32, splits as u32), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: matches `attention_{bf16,f16}_d4/d8` (head_dim ≤ 128 / ≤ 256, ≤ 8 query
         // heads per kv head: checked); cache pointers as in rope_kv_append,
-        // positions 0..=pos written before; `part` holds every split's partials
-        // (checked) and is not read with one split.
+        // positions 0..=pos written before; with more than one split, `part`
+        // holds every split's partials and `done` a zeroed count per (row, kv
+        // head) (checked; the kernel leaves them at 0), neither touched with one.
         unsafe { b.launch(grid) }?;
-        if splits > 1 {
-            let mut m = self.stream().launch_builder(self.func("attention_merge")?);
-            m.arg(&mut *part).arg(&mut *out).arg(&qh).arg(&hd).arg(&ns);
-            let grid = LaunchConfig { grid_dim: (n_rows as u32, shape.heads as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
-            // SAFETY: matches `attention_merge`; `part` was written above for
-            // `n_rows` rows × `heads` × `splits`, and `out` holds `n_rows` rows.
-            unsafe { m.launch(grid) }?;
-        }
         Ok(())
     }
 }

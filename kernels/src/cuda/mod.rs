@@ -19,7 +19,7 @@ mod qops;
 #[cfg(test)]
 mod tests;
 
-pub use attn::{attention_splits, MAX_SPLITS};
+pub use attn::{attention_splits, SplitScratch, MAX_SPLITS};
 pub use ops::{AttnShape, KvType, WeightBits};
 pub use qops::Q8Acts;
 
@@ -54,7 +54,6 @@ pub const KERNELS: &[&str] = &[
     "attention_bf16_d8",
     "attention_f16_d4",
     "attention_f16_d8",
-    "attention_merge",
     "swiglu",
     "add_f32",
     "embedding",

@@ -301,10 +301,13 @@ ROPE(rope_kv_append_f16, F16Kv)
 // query heads that share the kv head read each cached key and value once
 // (GQA). Split z of gridDim.z takes one contiguous chunk of the row's
 // positions 0..=pos[r] (causal), at least SPLIT_MIN of them, so a short cache
-// leaves the later splits empty. Warps take the chunk's positions round-robin
-// with an online softmax each; the block merges the warps' (max, sum, acc).
-// With one split that is the output; with more, the block writes its
-// (max, sum, acc[hd]) to `part` and `attention_merge` combines the splits.
+// leaves the later splits empty (their blocks return at once). Warps take the
+// chunk's positions round-robin with an online softmax each; the block merges
+// the warps' (max, sum, acc). With one non-empty split that is the output.
+// With more, each block writes its (max, sum, acc[hd]) to `part` and counts
+// itself done in `done[r][g]`; the last block of the (row, kv head) merges
+// the splits in split order (so the bits do not depend on which block is
+// last) and sets the count back to 0 for the next launch: no second kernel.
 // Lane l holds dims l, l + 32, ... (MAXD of them).
 #define MAXREP 8
 #define SPLIT_MIN 64
@@ -331,9 +334,9 @@ __device__ __forceinline__ float score(const float* q, const float* k, float sca
 
 template <int MAXD, int NW, typename KV>
 __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* __restrict__ out,
-                                          float* __restrict__ part, const int* __restrict__ meta,
-                                          const u64* __restrict__ cache, int layer, int qh, int kvh, int hd,
-                                          float scale) {
+                                          float* part, unsigned* __restrict__ done,
+                                          const int* __restrict__ meta, const u64* __restrict__ cache, int layer,
+                                          int qh, int kvh, int hd, float scale) {
     __shared__ float sm_m[NW][MAXREP], sm_l[NW][MAXREP];
     __shared__ float sm_acc[NW][MAXREP][MAXD * 32];
     int r = blockIdx.x, g = blockIdx.y;
@@ -358,6 +361,8 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
     int splits = gridDim.z, z = blockIdx.z;
     int chunk = (pos + splits) / splits;  // ceil((pos + 1) / splits)
     chunk = chunk < SPLIT_MIN ? SPLIT_MIN : chunk;
+    int used = (pos + chunk) / chunk;  // non-empty splits
+    if (z >= used) return;             // the whole block: nothing to attend to
     int first = z * chunk, end = first + chunk <= pos + 1 ? first + chunk : pos + 1;
     for (int p = first + warp; p < end; p += NW) {
         float k[MAXD], v[MAXD];
@@ -401,10 +406,10 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
             lsum += sm_l[w][j] * f;
             a += sm_acc[w][j][d] * f;
         }
-        if (splits == 1) {
+        if (used == 1) {
             orow[(size_t)(g * rep + j) * hd + d] = a / lsum;
         } else {
-            // [row][query head][split][max, sum, acc...]; an empty split has sum 0.
+            // [row][query head][split][max, sum, acc...]
             float* pp = part + (((size_t)r * qh + g * rep + j) * splits + z) * (hd + 2);
             if (d == 0) {
                 pp[0] = mx;
@@ -413,26 +418,32 @@ __device__ __forceinline__ void attn_impl(const float* __restrict__ qkv, float* 
             pp[2 + d] = a;
         }
     }
-}
-
-// Combines the splits' partial softmaxes of one (row, query head): rescales
-// each split's sum and output to the largest max. Grid (rows, qh).
-extern "C" __global__ void attention_merge(const float* __restrict__ part, float* __restrict__ out, int qh, int hd,
-                                           int splits) {
-    int r = blockIdx.x, h = blockIdx.y;
-    const float* pp = part + ((size_t)r * qh + h) * splits * (hd + 2);
-    float mx = NEG_INF;
-    for (int z = 0; z < splits; ++z)
-        if (pp[(size_t)z * (hd + 2) + 1] > 0.0f) mx = fmaxf(mx, pp[(size_t)z * (hd + 2)]);
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    if (used == 1) return;
+    __shared__ int last;
+    __threadfence();  // this thread's partials are visible to every block...
+    __syncthreads();  // ...for all threads, before the block counts itself done
+    if (threadIdx.x == 0) {
+        unsigned* cnt = done + (size_t)r * kvh + g;
+        last = atomicAdd(cnt, 1u) == (unsigned)used - 1;
+        if (last) *cnt = 0;  // every other split has counted: ready for the next launch
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    // The other blocks' partials, read past L1 (volatile), merged in split order.
+    for (int idx = threadIdx.x; idx < rep * hd; idx += blockDim.x) {
+        int j = idx / hd, d = idx % hd;
+        const volatile float* pp = part + ((size_t)r * qh + g * rep + j) * splits * (hd + 2);
+        float mx = NEG_INF;
+        for (int s = 0; s < used; ++s) mx = fmaxf(mx, pp[(size_t)s * (hd + 2)]);
         float lsum = 0.0f, a = 0.0f;
-        for (int z = 0; z < splits; ++z) {
-            const float* ps = pp + (size_t)z * (hd + 2);
-            float f = ps[1] > 0.0f ? exp_rt(ps[0] - mx) : 0.0f;
+        for (int s = 0; s < used; ++s) {
+            const volatile float* ps = pp + (size_t)s * (hd + 2);
+            float f = exp_rt(ps[0] - mx);
             lsum += ps[1] * f;
             a += ps[2 + d] * f;
         }
-        out[((size_t)r * qh + h) * hd + d] = a / lsum;
+        orow[(size_t)(g * rep + j) * hd + d] = a / lsum;
     }
 }
 
@@ -508,13 +519,13 @@ __device__ __forceinline__ void attn_exact(const float* __restrict__ qkv, float*
 
 #define ATTN(NAME, MAXD, NW, THREADS, KV)                                                          \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                     \
-        const float* __restrict__ qkv, float* __restrict__ out, float* __restrict__ part,           \
+        const float* __restrict__ qkv, float* __restrict__ out, float* part, unsigned* __restrict__ done, \
         const int* __restrict__ meta, const u64* __restrict__ cache, int layer, int qh, int kvh, int hd, \
         float scale, int round_f16) {                                                               \
         if (round_f16)                                                                              \
             attn_exact<MAXD, NW, KV>(qkv, out, meta, cache, layer, qh, kvh, hd, scale);            \
         else                                                                                        \
-            attn_impl<MAXD, NW, KV>(qkv, out, part, meta, cache, layer, qh, kvh, hd, scale);       \
+            attn_impl<MAXD, NW, KV>(qkv, out, part, done, meta, cache, layer, qh, kvh, hd, scale); \
     }
 ATTN(attention_bf16_d4, 4, 8, 256, Bf16Kv)
 ATTN(attention_bf16_d8, 8, 4, 128, Bf16Kv)

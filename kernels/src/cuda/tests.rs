@@ -244,8 +244,8 @@ fn rope_kv_append_and_attention_match_the_references() {
             let mut qkv_d = up(&g, &qkv);
             g.rope_kv_append(kv, &mut qkv_d.as_view_mut(), &cos_d, &sin_d, &meta_d, &rp_d, n, layer, shape, style).expect("rope");
             let mut out = g.stream().alloc_zeros::<f32>(n * qw).expect("alloc");
-            let mut part = g.stream().alloc_zeros::<f32>(g.attention_partials_len(shape, n).max(1)).expect("alloc");
-            g.attention(kv, round, &qkv_d.as_view(), &mut out.as_view_mut(), &mut part.as_view_mut(), &meta_d, &rp_d, n, layer, shape, heads.scale).expect("attn");
+            let mut split = SplitScratch::for_rows(&g, shape, n).expect("alloc");
+            g.attention(kv, round, &qkv_d.as_view(), &mut out.as_view_mut(), &mut split, &meta_d, &rp_d, n, layer, shape, heads.scale).expect("attn");
             let (got_qkv, got) = (down(&g, &qkv_d), down(&g, &out));
             let mut row0 = 0;
             for &(sess, start, t) in step {
@@ -314,22 +314,26 @@ fn split_attention_matches_the_reference_over_long_caches() {
         let ptrs = vec![cache.device_ptr(g.stream()).0; n];
         let (qkv_d, meta_d, ptrs_d) = (up(&g, &qkv), up(&g, &meta), up(&g, &ptrs));
         for splits in [1, 2, 4, 7, MAX_SPLITS] {
-            let mut out = g.stream().alloc_zeros::<f32>(n * qw).expect("alloc");
-            let mut part = g.stream().alloc_zeros::<f32>(n * shape.heads * splits * (shape.head_dim + 2)).expect("alloc");
-            g.attention_split(KvType::Bf16, false, &qkv_d.as_view(), &mut out.as_view_mut(), &mut part.as_view_mut(), &meta_d, &ptrs_d, n, layer, shape, heads.scale, splits).expect("attn");
-            let got = down(&g, &out);
-            for (i, &p) in rows_at.iter().enumerate() {
-                let want = attention_slow(heads, &qkv[i * w..][..qw], 1, &k[..(p + 1) * kvw], &v[..(p + 1) * kvw], p);
-                for (d, (a, b)) in got[i * qw..][..qw].iter().zip(&want).enumerate() {
-                    assert!((a - b).abs() <= 1e-4, "{shape:?} {splits} splits, position {p}, value {d}: {a} vs {b}");
+            let mut split = SplitScratch::new(&g, shape, n, splits).expect("alloc");
+            // Twice on the same scratch, into fresh outputs: the last block of
+            // each (row, kv head) must set its count back to 0 for the next launch.
+            for launch in 0..2 {
+                let mut out = g.stream().alloc_zeros::<f32>(n * qw).expect("alloc");
+                g.attention_split(KvType::Bf16, false, &qkv_d.as_view(), &mut out.as_view_mut(), &mut split, &meta_d, &ptrs_d, n, layer, shape, heads.scale, splits).expect("attn");
+                let got = down(&g, &out);
+                for (i, &p) in rows_at.iter().enumerate() {
+                    let want = attention_slow(heads, &qkv[i * w..][..qw], 1, &k[..(p + 1) * kvw], &v[..(p + 1) * kvw], p);
+                    for (d, (a, b)) in got[i * qw..][..qw].iter().zip(&want).enumerate() {
+                        assert!((a - b).abs() <= 1e-4, "{shape:?} {splits} splits, launch {launch}, position {p}, value {d}: {a} vs {b}");
+                    }
                 }
             }
         }
-        // A partials buffer too short for the splits, and splits with f16 rounding, are refused.
+        // Scratch too small for the splits, and splits with f16 rounding, are refused.
         let mut out = g.stream().alloc_zeros::<f32>(n * qw).expect("alloc");
-        let mut short = g.stream().alloc_zeros::<f32>(8).expect("alloc");
-        assert!(g.attention_split(KvType::Bf16, false, &qkv_d.as_view(), &mut out.as_view_mut(), &mut short.as_view_mut(), &meta_d, &ptrs_d, n, layer, shape, heads.scale, 4).is_err());
-        assert!(g.attention_split(KvType::F16, true, &qkv_d.as_view(), &mut out.as_view_mut(), &mut short.as_view_mut(), &meta_d, &ptrs_d, n, layer, shape, heads.scale, 2).is_err());
+        let mut short = SplitScratch::new(&g, shape, n, 2).expect("alloc");
+        assert!(g.attention_split(KvType::Bf16, false, &qkv_d.as_view(), &mut out.as_view_mut(), &mut short, &meta_d, &ptrs_d, n, layer, shape, heads.scale, 4).is_err());
+        assert!(g.attention_split(KvType::F16, true, &qkv_d.as_view(), &mut out.as_view_mut(), &mut short, &meta_d, &ptrs_d, n, layer, shape, heads.scale, 2).is_err());
     }
 }
 

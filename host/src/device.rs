@@ -2,8 +2,9 @@
 //! device puts every served decoder on it, each model its own copy and stream
 //! (its engine thread is then the only one using them, which CUDA graph
 //! capture needs; two models of one file cost two uploads); without a device,
-//! `auto` logs why and stays on the CPU, and `cuda` is an error. A CPU build
-//! accepts `auto` and `cpu` only.
+//! `auto` logs why and stays on the CPU, and `cuda` is an error. A placed
+//! model keeps only its decoder's shape on the CPU. A CPU build accepts `auto`
+//! and `cpu` only.
 
 use crate::model::LoadedModel;
 use anyhow::Result;
@@ -74,6 +75,11 @@ impl Placer {
         if let Some(gpu) = &self.gpu {
             use anyhow::Context;
             let started = std::time::Instant::now();
+            // The engine thread drives the GPU decoder only: keep the CPU
+            // decoder's shape and let its weights go before the GPU's copy is
+            // read, so the host holds one copy at a time (freed once no other
+            // model of the same file holds them).
+            m.decoder = std::sync::Arc::new(m.decoder.without_weights());
             let g = crate::gpu::GpuLlama::load_like(gpu.clone(), &m.decoder_path, m.decoder.config())
                 .with_context(|| format!("loading {} onto the GPU", m.decoder_path.display()))?;
             tracing::info!(
@@ -82,7 +88,7 @@ impl Placer {
                 weights_mb = g.weight_bytes() >> 20,
                 kv_cache = ?g.kv_type(),
                 ms = started.elapsed().as_millis() as u64,
-                "decoder on the GPU"
+                "decoder on the GPU (its CPU weights released)"
             );
             m.gpu = Some(std::sync::Arc::new(g));
         }

@@ -140,3 +140,21 @@ fn cl100k_fallback_tokenizer_and_model_info() {
     assert!(m.info.chat_template.as_deref().is_some_and(|t| t.contains("<sep>")));
     assert_eq!(m.info.vocab_size, 100352);
 }
+
+/// A served model whose decoder runs on the GPU keeps only its shape on the
+/// CPU (`Llama::without_weights`): shape questions and caches still work, and
+/// a forward pass fails with an error that says why, leaving the cache as it
+/// was; the original decoder is untouched.
+#[test]
+fn a_decoder_without_weights_keeps_its_shape_and_refuses_to_run() {
+    let m = model::load("reka-tiny", &dir()).expect("loads");
+    let shape_only = m.decoder.without_weights();
+    assert!(m.decoder.has_weights() && !shape_only.has_weights());
+    assert_eq!(format!("{:?}", shape_only.config()), format!("{:?}", m.decoder.config()));
+    let mut cache = shape_only.new_cache();
+    let err = shape_only.forward(&[1, 2, 3], &mut cache).expect_err("no weights").to_string();
+    assert!(err.contains("not on the CPU"), "{err}");
+    assert_eq!(cache.len(), 0);
+    assert!(shape_only.embedding_rms().is_err());
+    assert_eq!(logits(&m, &[1, 2, 3]).len(), m.decoder.config().vocab_size);
+}

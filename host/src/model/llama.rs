@@ -42,7 +42,8 @@ pub struct Weights {
 /// A loaded decoder, shareable across sessions.
 pub struct Llama {
     cfg: DecoderConfig,
-    w: Weights,
+    /// `None` in a decoder made by [`Llama::without_weights`].
+    w: Option<Weights>,
     /// Rotary tables `[context, head_dim / 2]`.
     cos: Vec<f32>,
     sin: Vec<f32>,
@@ -111,18 +112,35 @@ impl Llama {
     /// Builds the decoder; precomputes the rotary tables for the whole context.
     pub fn new(cfg: DecoderConfig, w: Weights, device: &Device) -> Result<Self> {
         let (cos, sin) = cfg.rope_tables();
-        Ok(Self { cos, sin, cfg, w, device: device.clone() })
+        Ok(Self { cos, sin, cfg, w: Some(w), device: device.clone() })
+    }
+
+    /// The same decoder's shape without its weights, for a model whose decoder
+    /// runs elsewhere (the GPU): it answers shape questions and makes caches,
+    /// and its forward passes fail with an error that says why. Dropping the
+    /// original then frees the host's copy of the weights.
+    pub fn without_weights(&self) -> Self {
+        Self { cfg: self.cfg.clone(), w: None, cos: Vec::new(), sin: Vec::new(), device: self.device.clone() }
+    }
+
+    /// Whether this decoder holds its weights (see [`Llama::without_weights`]).
+    pub fn has_weights(&self) -> bool {
+        self.w.is_some()
+    }
+
+    fn weights(&self) -> Result<&Weights> {
+        self.w.as_ref().ok_or_else(|| candle_core::Error::Msg("this decoder's weights are not on the CPU (it runs on the GPU)".into()))
     }
 
     /// How the output projection's weights are held (see [`Linear::kind`]).
     pub fn lm_head_kind(&self) -> &'static str {
-        self.w.lm_head.kind()
+        self.w.as_ref().map_or("none", |w| w.lm_head.kind())
     }
 
     /// Root mean square of the token embeddings' values: the scale that
     /// injected (media) embeddings are brought to.
     pub fn embedding_rms(&self) -> Result<f32> {
-        let e = self.w.embeddings.to_dtype(DType::F32)?;
+        let e = self.weights()?.embeddings.to_dtype(DType::F32)?;
         e.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()
     }
 
@@ -158,12 +176,13 @@ impl Llama {
             .iter()
             .flat_map(|s| s.cache.len..s.cache.len + s.ids.len())
             .collect();
+        let w = self.weights()?;
         let ids_t = Tensor::new(ids.as_slice(), &self.device)?;
-        let mut x = self.w.embeddings.embedding(&ids_t)?.to_dtype(DType::F32)?; // [rows, hidden]
+        let mut x = w.embeddings.embedding(&ids_t)?.to_dtype(DType::F32)?; // [rows, hidden]
         if steps.iter().any(|s| !s.embeds.is_empty()) {
             x = self.place_embeds(x, steps)?;
         }
-        for (i, b) in self.w.blocks.iter().enumerate() {
+        for (i, b) in w.blocks.iter().enumerate() {
             let h = k::rms_norm(&x, &b.attn_norm, self.cfg.rms_norm_eps as f32)?;
             let a = self.attention(i, b, &h, &pos, steps)?;
             x = (x + a)?;
@@ -179,8 +198,8 @@ impl Llama {
             last.push(x.narrow(0, end - 1, 1)?);
         }
         let last = Tensor::cat(&last, 0)?;
-        let last = k::rms_norm(&last, &self.w.final_norm, self.cfg.rms_norm_eps as f32)?;
-        self.w.lm_head.forward(&last)?.to_dtype(DType::F32)?.to_vec2()
+        let last = k::rms_norm(&last, &w.final_norm, self.cfg.rms_norm_eps as f32)?;
+        w.lm_head.forward(&last)?.to_dtype(DType::F32)?.to_vec2()
     }
 
     /// The MLP's `silu(gate(h)) · up(h)`, both projections in one pass.

@@ -40,7 +40,8 @@ pub struct LoadedModel {
     /// The file or directory the decoder was loaded from.
     pub decoder_path: PathBuf,
     /// The decoder on the GPU, when this GPU build found one; engine steps
-    /// then run there (the CPU decoder still answers shape questions).
+    /// then run there, and `decoder` keeps only its shape
+    /// (`Llama::without_weights`).
     #[cfg(feature = "cuda")]
     pub gpu: Option<Arc<crate::gpu::GpuLlama>>,
 }

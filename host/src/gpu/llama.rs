@@ -409,16 +409,12 @@ impl GpuLlama {
         // GGUF (the f16 cache): norms, block GEMVs and attention in the CPU
         // build's exact order, for its bits.
         let round = self.kv == KvType::F16;
+        let splits = if self.unsplit.load(Ordering::Relaxed) { 1 } else { g.attention_splits_for(n, shape, round) };
         for (l, b) in self.blocks.iter().enumerate() {
             g.rms_norm(&sc.x.as_view(), &b.attn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps, round)?;
             self.matvec(&b.wqkv, &sc.hb.as_view(), n, &mut sc.qkv.as_view_mut(), false, &mut sc.q8)?;
             g.rope_kv_append(self.kv, &mut sc.qkv.as_view_mut(), &self.cos, &self.sin, &sc.meta, &sc.ptrs, n, l, shape, c.rope_style)?;
-            let (att, split) = (&mut sc.att.as_view_mut(), &mut sc.split);
-            if self.unsplit.load(Ordering::Relaxed) {
-                g.attention_split(self.kv, round, &sc.qkv.as_view(), att, split, &sc.meta, &sc.ptrs, n, l, shape, scale, 1)?;
-            } else {
-                g.attention(self.kv, round, &sc.qkv.as_view(), att, split, &sc.meta, &sc.ptrs, n, l, shape, scale)?;
-            }
+            g.attention(self.kv, round, &sc.qkv.as_view(), &mut sc.att.as_view_mut(), &mut sc.split, &sc.meta, &sc.ptrs, n, l, shape, scale, splits)?;
             self.matvec(&b.wo, &sc.att.as_view(), n, &mut sc.x.as_view_mut(), true, &mut sc.q8)?;
             g.rms_norm(&sc.x.as_view(), &b.ffn_norm, &mut sc.hb.as_view_mut(), None, n, h, eps, round)?;
             self.matvec(&b.w_gate_up, &sc.hb.as_view(), n, &mut sc.gu.as_view_mut(), false, &mut sc.q8)?;

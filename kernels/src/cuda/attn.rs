@@ -65,34 +65,26 @@ fn partials(shape: AttnShape, rows: usize, splits: usize) -> usize {
 }
 
 impl Gpu {
+    /// The split count [`Gpu::attention`] should use for `n_rows` rows on
+    /// this device: [`attention_splits`], or 1 with `round_f16` (the f16 path
+    /// follows the CPU build's order and never splits).
+    pub fn attention_splits_for(&self, n_rows: usize, shape: AttnShape, round_f16: bool) -> usize {
+        if round_f16 {
+            1
+        } else {
+            attention_splits(n_rows, shape.kv_heads, self.multiprocessors())
+        }
+    }
+
     /// Decode attention of `n_rows` rows (queries in `qkv`, rotated) over their
     /// sessions' caches, positions `0..=pos` each; writes `[n_rows, q_width]`.
     /// `round_f16` rounds the queries and the softmax weights to f16
-    /// (llama.cpp) and never splits; otherwise the split count is
-    /// [`attention_splits`], with `split` from [`SplitScratch::for_rows`].
+    /// (llama.cpp). Each row's positions are split `splits` ways (1 to
+    /// [`MAX_SPLITS`], 1 with `round_f16`; usually
+    /// [`Gpu::attention_splits_for`]), with `split` holding room for them
+    /// ([`SplitScratch::for_rows`]).
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
-        &self,
-        kv: KvType,
-        round_f16: bool,
-        qkv: &CudaView<'_, f32>,
-        out: &mut CudaViewMut<'_, f32>,
-        split: &mut SplitScratch,
-        meta: &CudaSlice<i32>,
-        caches: &CudaSlice<u64>,
-        n_rows: usize,
-        layer: usize,
-        shape: AttnShape,
-        scale: f32,
-    ) -> Result<()> {
-        let splits = if round_f16 { 1 } else { attention_splits(n_rows, shape.kv_heads, self.multiprocessors()) };
-        self.attention_split(kv, round_f16, qkv, out, split, meta, caches, n_rows, layer, shape, scale, splits)
-    }
-
-    /// [`Gpu::attention`] with the number of splits given (1 to
-    /// [`MAX_SPLITS`], and 1 with `round_f16`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention_split(
         &self,
         kv: KvType,
         round_f16: bool,

@@ -245,7 +245,7 @@ fn rope_kv_append_and_attention_match_the_references() {
             g.rope_kv_append(kv, &mut qkv_d.as_view_mut(), &cos_d, &sin_d, &meta_d, &rp_d, n, layer, shape, style).expect("rope");
             let mut out = g.stream().alloc_zeros::<f32>(n * qw).expect("alloc");
             let mut split = SplitScratch::for_rows(&g, shape, n).expect("alloc");
-            g.attention(kv, round, &qkv_d.as_view(), &mut out.as_view_mut(), &mut split, &meta_d, &rp_d, n, layer, shape, heads.scale).expect("attn");
+            g.attention(kv, round, &qkv_d.as_view(), &mut out.as_view_mut(), &mut split, &meta_d, &rp_d, n, layer, shape, heads.scale, g.attention_splits_for(n, shape, round)).expect("attn");
             let (got_qkv, got) = (down(&g, &qkv_d), down(&g, &out));
             let mut row0 = 0;
             for &(sess, start, t) in step {
@@ -319,7 +319,7 @@ fn split_attention_matches_the_reference_over_long_caches() {
             // each (row, kv head) must set its count back to 0 for the next launch.
             for launch in 0..2 {
                 let mut out = g.stream().alloc_zeros::<f32>(n * qw).expect("alloc");
-                g.attention_split(KvType::Bf16, false, &qkv_d.as_view(), &mut out.as_view_mut(), &mut split, &meta_d, &ptrs_d, n, layer, shape, heads.scale, splits).expect("attn");
+                g.attention(KvType::Bf16, false, &qkv_d.as_view(), &mut out.as_view_mut(), &mut split, &meta_d, &ptrs_d, n, layer, shape, heads.scale, splits).expect("attn");
                 let got = down(&g, &out);
                 for (i, &p) in rows_at.iter().enumerate() {
                     let want = attention_slow(heads, &qkv[i * w..][..qw], 1, &k[..(p + 1) * kvw], &v[..(p + 1) * kvw], p);
@@ -332,8 +332,8 @@ fn split_attention_matches_the_reference_over_long_caches() {
         // Scratch too small for the splits, and splits with f16 rounding, are refused.
         let mut out = g.stream().alloc_zeros::<f32>(n * qw).expect("alloc");
         let mut short = SplitScratch::new(&g, shape, n, 2).expect("alloc");
-        assert!(g.attention_split(KvType::Bf16, false, &qkv_d.as_view(), &mut out.as_view_mut(), &mut short, &meta_d, &ptrs_d, n, layer, shape, heads.scale, 4).is_err());
-        assert!(g.attention_split(KvType::F16, true, &qkv_d.as_view(), &mut out.as_view_mut(), &mut short, &meta_d, &ptrs_d, n, layer, shape, heads.scale, 2).is_err());
+        assert!(g.attention(KvType::Bf16, false, &qkv_d.as_view(), &mut out.as_view_mut(), &mut short, &meta_d, &ptrs_d, n, layer, shape, heads.scale, 4).is_err());
+        assert!(g.attention(KvType::F16, true, &qkv_d.as_view(), &mut out.as_view_mut(), &mut short, &meta_d, &ptrs_d, n, layer, shape, heads.scale, 2).is_err());
     }
 }
 

@@ -6,20 +6,24 @@
 //!   tiles, normalised CHW `f32`.
 //! - Video ([`video_frames`], [`video_from_images`]): frames of an animated GIF/WebP or
 //!   a list of images, sampled uniformly, one tile per frame.
+//! - Reka Edge's tiling and video frames ([`uhd`]), resampled as Pillow does ([`pil_resize`]).
 //! - Audio ([`decode_wav`], [`resample`], [`log_mel`], [`audio_features`]): our own
 //!   RIFF/WAVE parser, a windowed-sinc resampler and Whisper's log-mel spectrogram.
 
 mod decode;
 mod error;
 mod mel;
+mod pil;
 mod resample;
 mod resize;
 mod tiles;
+pub mod uhd;
 mod video;
 mod wav;
 
 pub use error::MediaError;
 pub use mel::{log_mel, Mel, HOP_LENGTH, N_FFT};
+pub use pil::{resize as pil_resize, Filter as PilFilter};
 pub use resample::resample;
 pub use tiles::{choose_grid, image_tiles};
 pub use video::{sample_indices, video_frames, video_from_images};

@@ -83,8 +83,7 @@ impl Written {
 
 /// Writes the checkpoint of `config` (a `config.json` value) into `out`.
 pub fn write_checkpoint(config: &Value, out: &Path, opts: &Options) -> Result<Written> {
-    let hf = presets::hf_config(config)?;
-    let tensors = presets::llama_tensors(&hf)?;
+    let tensors = presets::tensors(config)?;
     let std = config
         .get("initializer_range")
         .and_then(Value::as_f64)

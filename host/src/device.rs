@@ -74,6 +74,11 @@ impl Placer {
         #[cfg(feature = "cuda")]
         if let Some(gpu) = &self.gpu {
             use anyhow::Context;
+            let c = m.decoder.config();
+            if c.rotary_dim < c.head_dim && c.rope_style == reka_kernels::RopeStyle::Halves {
+                tracing::warn!(model = %m.info.name, "partial rotary in the rotate-half layout is not in the CUDA decoder yet: this model runs on the CPU");
+                return Ok(());
+            }
             let started = std::time::Instant::now();
             // The engine thread drives the GPU decoder only: keep the CPU
             // decoder's shape and let its weights go before the GPU's copy is

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_media;
+pub mod bench_tower;
 pub mod checkpoint_writer;
 pub mod device;
 pub mod errors;

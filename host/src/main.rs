@@ -35,6 +35,10 @@ enum Cmd {
         /// Graph name for --model (default: the file or directory name).
         #[arg(long, requires = "model")]
         model_name: Option<String>,
+        /// The vision projector GGUF beside a text GGUF --model, as llama-server
+        /// takes it (llama.cpp's `yasa2` mmproj of Reka Edge).
+        #[arg(long, requires = "model")]
+        mmproj: Option<PathBuf>,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -51,6 +55,17 @@ enum Cmd {
         manifest: PathBuf,
         /// Requests per row (the median is reported).
         #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
+    /// Reka Edge's vision tower alone (ConvNeXt V2, pooling, projector; random
+    /// weights of a preset's or config's shape): ms per tile and per video.
+    BenchTower {
+        /// Presets or config.json files (default: the tiny test tower and the
+        /// full-size reka-edge one).
+        #[arg(long, value_delimiter = ',', default_value = "tests/fixtures/reka_edge/config.json,reka-edge")]
+        towers: Vec<String>,
+        /// Runs per row (the median is reported).
+        #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
     /// Measure the engine alone, the full HTTP path and llama.cpp side by side.
@@ -245,10 +260,11 @@ fn main() -> Result<()> {
             dtype,
             shard_gb,
         } => write_checkpoint(&preset, &out, seed, dtype, shard_gb),
+        Cmd::BenchTower { towers, repeats } => reka_host::bench_tower::run(&towers, repeats),
         Cmd::BenchMedia { model, manifest, repeats } => {
             let spec = match model {
                 Some(p) => model_spec(Some(p), None)?,
-                None => ModelSpec { name: fetch::MULTIMODAL_NAME.into(), path: fetch::ensure_multimodal(&fetch::cache_dir())? },
+                None => ModelSpec { name: fetch::MULTIMODAL_NAME.into(), path: fetch::ensure_multimodal(&fetch::cache_dir())?, mmproj: None },
             };
             let loaded = load(&spec, model::WeightDtype::Auto)?;
             reka_host::bench_media::run(loaded, &reka_host::bench_media::MediaBenchSpec { manifest, model_name: spec.name, repeats })
@@ -259,15 +275,16 @@ fn main() -> Result<()> {
             runtime_config,
             model,
             model_name,
+            mmproj,
             engine,
         } => {
             let specs = match (runtime_config, model) {
                 (Some(rc), _) => runtime_config::load(&rc)?,
-                (None, Some(m)) => vec![model_spec(Some(m), model_name)?],
+                (None, Some(m)) => vec![ModelSpec { mmproj, ..model_spec(Some(m), model_name)? }],
                 // The defaults: the text model and the multimodal one.
                 (None, None) => vec![
                     model_spec(None, model_name)?,
-                    ModelSpec { name: fetch::MULTIMODAL_NAME.into(), path: fetch::ensure_multimodal(&fetch::cache_dir())? },
+                    ModelSpec { name: fetch::MULTIMODAL_NAME.into(), path: fetch::ensure_multimodal(&fetch::cache_dir())?, mmproj: None },
                 ],
             };
             serve(&listen, &manifest, &specs, &engine)
@@ -304,11 +321,13 @@ fn model_spec(path: Option<PathBuf>, name: Option<String>) -> Result<ModelSpec> 
             Ok(ModelSpec {
                 name: name.unwrap_or(stem),
                 path,
+                mmproj: None,
             })
         }
         None => Ok(ModelSpec {
             name: name.unwrap_or_else(|| fetch::DEFAULT_MODEL.name.into()),
             path: fetch::DEFAULT_MODEL.ensure(&fetch::cache_dir())?,
+            mmproj: None,
         }),
     }
 }
@@ -318,11 +337,11 @@ fn write_checkpoint(preset: &str, out: &std::path::Path, seed: u64, dtype: prese
         anyhow::bail!("--shard-gb must be a positive number of GB, not {shard_gb}");
     }
     let config = presets::resolve(preset)?;
-    let hf = presets::hf_config(&config)?;
+    let params: u64 = presets::tensors(&config)?.iter().map(presets::TensorSpec::numel).sum();
     eprintln!(
         "write-checkpoint: {preset}: {:.3}e9 parameters, {:.2} GB at {dtype}, into {}",
-        presets::parameter_count(&hf)? as f64 / 1e9,
-        presets::weight_bytes(&hf, dtype)? as f64 / 1e9,
+        params as f64 / 1e9,
+        (params * dtype.size()) as f64 / 1e9,
         out.display()
     );
     let opts = checkpoint_writer::Options {
@@ -346,7 +365,10 @@ fn write_checkpoint(preset: &str, out: &std::path::Path, seed: u64, dtype: prese
 
 fn load(spec: &ModelSpec, dtype: model::WeightDtype) -> Result<model::LoadedModel> {
     let started = std::time::Instant::now();
-    let m = model::load_as(&spec.name, &spec.path, dtype)?;
+    let m = match &spec.mmproj {
+        Some(mmproj) => model::yasa2::load_gguf_pair(&spec.name, &spec.path, mmproj)?,
+        None => model::load_as(&spec.name, &spec.path, dtype)?,
+    };
     let c = m.decoder.config();
     tracing::info!(
         model = %spec.name,

@@ -72,9 +72,99 @@ pub fn resolve(name_or_path: &str) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Reads a `config.json` value as the decoder's config.
+/// Whether `config` is Reka Edge's (`yasa2`: `text_config` + `vision_config`).
+pub fn is_edge(config: &Value) -> bool {
+    matches!(config.get("model_type").and_then(Value::as_str), Some("yasa2" | "yasa_edge_mmlm_model"))
+}
+
+/// Reads a `config.json` value as the decoder's config (for Reka Edge, its
+/// `text_config` in Llama terms, with the plugin's key names mapped).
 pub fn hf_config(config: &Value) -> Result<HfLlamaConfig> {
-    serde_json::from_value(config.clone()).context("config.json is not a Llama config")
+    if !is_edge(config) {
+        return serde_json::from_value(config.clone()).context("config.json is not a Llama config");
+    }
+    let t = config.get("text_config").context("config.json has no text_config")?;
+    let (d, tied) = crate::model::yasa2::text_decoder(t)?;
+    if d.rotary_dim != d.head_dim {
+        tracing::debug!("rotary_pct < 1: the Llama view of this config rotates all dims");
+    }
+    let llama = serde_json::json!({
+        "hidden_size": d.hidden_size, "intermediate_size": d.intermediate_size,
+        "num_hidden_layers": d.num_layers, "num_attention_heads": d.num_heads,
+        "num_key_value_heads": d.num_kv_heads, "head_dim": d.head_dim, "vocab_size": d.vocab_size,
+        "rope_theta": d.rope_theta, "rms_norm_eps": d.rms_norm_eps,
+        "max_position_embeddings": d.context_length, "tie_word_embeddings": tied,
+    });
+    serde_json::from_value(llama).context("text_config")
+}
+
+/// The decoder config of a checkpoint directory's `config.json` ([`hf_config`]).
+pub fn read_dir_config(dir: &Path) -> Result<HfLlamaConfig> {
+    let text = std::fs::read_to_string(dir.join("config.json")).with_context(|| format!("reading {}/config.json", dir.display()))?;
+    hf_config(&serde_json::from_str(&text).context("parsing config.json")?)
+}
+
+/// Every tensor of the checkpoint `config` describes: the decoder's
+/// ([`llama_tensors`]; under `model.language_model.` for Reka Edge) and, for
+/// Reka Edge, the ConvNeXt V2 tower and the projector.
+pub fn tensors(config: &Value) -> Result<Vec<TensorSpec>> {
+    let hf = hf_config(config)?;
+    let mut t = llama_tensors(&hf)?;
+    if is_edge(config) {
+        for s in &mut t {
+            if let Some(rest) = s.name.strip_prefix("model.") {
+                s.name = format!("model.language_model.{rest}");
+            }
+        }
+        let v = crate::model::yasa2::vision_config(config)?;
+        t.extend(vision_tensors(&v.net, hf.hidden_size));
+    }
+    Ok(t)
+}
+
+/// The tensors of a ConvNeXt V2 tower (transformers' `ConvNextV2Model`
+/// names under `model.vision_model.backbone.`) and the GELU projector to a
+/// decoder of width `hidden` (`model.language_projection.{0,2}`).
+pub fn vision_tensors(net: &reka_encoders::convnext::ConvNextV2Config, hidden: usize) -> Vec<TensorSpec> {
+    let b = "model.vision_model.backbone";
+    let mut t = Vec::new();
+    let mut push = |name: String, shape: Vec<usize>, init: Init| t.push(TensorSpec { name, shape, init });
+    let norm = |push: &mut dyn FnMut(String, Vec<usize>, Init), p: String, c: usize| {
+        push(format!("{p}.weight"), vec![c], Init::Ones);
+        push(format!("{p}.bias"), vec![c], Init::Matrix);
+    };
+    let hs = &net.hidden_sizes;
+    let (p, c0) = (net.patch_size, hs.first().copied().unwrap_or(0));
+    push(format!("{b}.embeddings.patch_embeddings.weight"), vec![c0, net.in_channels, p, p], Init::Matrix);
+    push(format!("{b}.embeddings.patch_embeddings.bias"), vec![c0], Init::Matrix);
+    norm(&mut push, format!("{b}.embeddings.layernorm"), c0);
+    for (s, (&c, &depth)) in hs.iter().zip(&net.depths).enumerate() {
+        let st = format!("{b}.encoder.stages.{s}");
+        if s > 0 {
+            norm(&mut push, format!("{st}.downsampling_layer.0"), hs[s - 1]);
+            push(format!("{st}.downsampling_layer.1.weight"), vec![c, hs[s - 1], 2, 2], Init::Matrix);
+            push(format!("{st}.downsampling_layer.1.bias"), vec![c], Init::Matrix);
+        }
+        for j in 0..depth {
+            let l = format!("{st}.layers.{j}");
+            push(format!("{l}.dwconv.weight"), vec![c, 1, 7, 7], Init::Matrix);
+            push(format!("{l}.dwconv.bias"), vec![c], Init::Matrix);
+            norm(&mut push, format!("{l}.layernorm"), c);
+            push(format!("{l}.pwconv1.weight"), vec![4 * c, c], Init::Matrix);
+            push(format!("{l}.pwconv1.bias"), vec![4 * c], Init::Matrix);
+            push(format!("{l}.grn.weight"), vec![1, 1, 1, 4 * c], Init::Matrix);
+            push(format!("{l}.grn.bias"), vec![1, 1, 1, 4 * c], Init::Matrix);
+            push(format!("{l}.pwconv2.weight"), vec![c, 4 * c], Init::Matrix);
+            push(format!("{l}.pwconv2.bias"), vec![c], Init::Matrix);
+        }
+    }
+    let c = hs.last().copied().unwrap_or(0);
+    norm(&mut push, format!("{b}.layernorm"), c);
+    push("model.language_projection.0.weight".into(), vec![hidden, c], Init::Matrix);
+    push("model.language_projection.0.bias".into(), vec![hidden], Init::Matrix);
+    push("model.language_projection.2.weight".into(), vec![hidden, hidden], Init::Matrix);
+    push("model.language_projection.2.bias".into(), vec![hidden], Init::Matrix);
+    t
 }
 
 /// The element type of the weights written to a checkpoint.

@@ -6,6 +6,9 @@
 //! default_model = "smollm2-135m"      # optional; else the first listed
 //! [models.smollm2-135m]
 //! path = "~/.cache/reka/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+//! [models.reka-edge]                 # llama.cpp's GGUF pair of Reka Edge
+//! path = "reka-edge.gguf"
+//! mmproj = "mmproj-reka-edge.gguf"
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -21,8 +24,10 @@ struct Raw {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawModel {
     path: String,
+    mmproj: Option<String>,
 }
 
 /// A model to load: its graph name and where its files are.
@@ -30,6 +35,8 @@ struct RawModel {
 pub struct ModelSpec {
     pub name: String,
     pub path: PathBuf,
+    /// llama.cpp's vision projector GGUF beside a text GGUF (`--mmproj`).
+    pub mmproj: Option<PathBuf>,
 }
 
 /// Reads the runtime config; relative paths resolve against its directory, `~`
@@ -52,6 +59,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Vec<ModelSpec>> {
         .map(|(name, m)| ModelSpec {
             name,
             path: resolve(&m.path, base),
+            mmproj: m.mmproj.as_deref().map(|p| resolve(p, base)),
         })
         .collect();
     if let Some(d) = raw.default_model {

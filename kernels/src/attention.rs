@@ -36,17 +36,21 @@ pub fn round_f16(x: &mut [f32]) {
 }
 
 /// Rotates `x` `[rows, n · head_dim]` in place; row `r` is at position `pos[r]`.
-/// `cos`/`sin` are `[positions, head_dim / 2]`.
-pub fn rope_rows(x: &mut [f32], head_dim: usize, pos: &[usize], cos: &[f32], sin: &[f32], style: RopeStyle) {
+/// `cos`/`sin` are `[positions, head_dim / 2]`. Only the first `rot` dims of
+/// each head rotate (partial rotary, `rot = head_dim` for all): pairs
+/// `(2j, 2j + 1)` (interleaved) or `(j, j + rot / 2)` (halves), `j < rot / 2`,
+/// with the tables' first `rot / 2` columns; the other dims pass through.
+pub fn rope_rows(x: &mut [f32], head_dim: usize, rot: usize, pos: &[usize], cos: &[f32], sin: &[f32], style: RopeStyle) {
     let half = head_dim / 2;
+    let rh = rot.min(head_dim) / 2;
     let width = x.len() / pos.len().max(1);
     for (row, &p) in x.chunks_exact_mut(width).zip(pos) {
         let (c, s) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
         for head in row.chunks_exact_mut(head_dim) {
-            for j in 0..half {
+            for j in 0..rh {
                 let (a, b) = match style {
                     RopeStyle::Interleaved => (2 * j, 2 * j + 1),
-                    RopeStyle::Halves => (j, j + half),
+                    RopeStyle::Halves => (j, j + rh),
                 };
                 let (x0, x1) = (head[a], head[b]);
                 head[a] = x0 * c[j] - x1 * s[j];
@@ -222,6 +226,29 @@ mod tests {
         }
     }
 
+    /// Partial rotary: the first `rot` dims rotate as a head of `rot` dims
+    /// would, the rest pass through untouched.
+    #[test]
+    fn partial_rotary_rotates_the_first_dims_only() {
+        let (hd, rot, heads) = (8, 4, 2);
+        let mut s = 9;
+        let x = noise(heads * hd, &mut s);
+        let (cos, sin): (Vec<f32>, Vec<f32>) = (0..3 * hd / 2).map(|i| ((i as f32 * 0.3).cos(), (i as f32 * 0.3).sin())).unzip();
+        for style in [RopeStyle::Interleaved, RopeStyle::Halves] {
+            let mut got = x.clone();
+            rope_rows(&mut got, hd, rot, &[2], &cos, &sin, style);
+            let mut want: Vec<f32> = Vec::new();
+            for head in x.chunks_exact(hd) {
+                let mut r = head[..rot].to_vec();
+                let (c, sn): (Vec<f32>, Vec<f32>) = (0..rot / 2).map(|j| (cos[2 * hd / 2 + j], sin[2 * hd / 2 + j])).unzip();
+                rope_rows(&mut r, rot, rot, &[0], &c, &sn, style);
+                want.extend(r);
+                want.extend_from_slice(&head[rot..]);
+            }
+            assert_eq!(got, want, "{style:?}");
+        }
+    }
+
     #[test]
     fn rope_rows_matches_the_tensor_rope() {
         let (heads, hd, t, start) = (3, 8, 4, 5);
@@ -234,7 +261,7 @@ mod tests {
         for style in [RopeStyle::Interleaved, RopeStyle::Halves] {
             let mut rows = x.clone();
             let pos: Vec<usize> = (start..start + t).collect();
-            rope_rows(&mut rows, hd, &pos, &cos, &sin, style);
+            rope_rows(&mut rows, hd, hd, &pos, &cos, &sin, style);
             let xt = Tensor::from_vec(x.clone(), (1, t, heads, hd), &d).unwrap().transpose(1, 2).unwrap();
             let c = Tensor::from_vec(cos.clone(), (start + t, hd / 2), &d).unwrap().narrow(0, start, t).unwrap();
             let sn = Tensor::from_vec(sin.clone(), (start + t, hd / 2), &d).unwrap().narrow(0, start, t).unwrap();

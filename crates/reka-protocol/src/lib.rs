@@ -94,6 +94,10 @@ pub struct ModelInfo {
     pub chat_template: Option<String>,
     /// Strings that end generation for this model's chat format.
     pub stop_strings: Vec<String>,
+    /// A chat format the host knows the model by, from its config rather than
+    /// a template (`reka-edge`: a Yasa2 checkpoint); it wins over `chat_template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_format: Option<String>,
     /// What media the model reads, and how it wants them; `None` for text only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaInfo>,
@@ -138,14 +142,62 @@ pub struct ImageInfo {
     pub max_tiles: u32,
     /// Placeholder tokens per tile.
     pub tokens_per_tile: u32,
+    /// How an image is cut into tiles.
+    #[serde(default)]
+    pub tiling: Tiling,
+    /// Tokens written before and after an image's placeholders (Reka Edge:
+    /// `<image>`, `</image>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrap: Option<[u32; 2]>,
+}
+
+/// How an image becomes tiles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Tiling {
+    /// A squashed whole-image tile, then a grid of up to `max_tiles`
+    /// (`reka_media::image_tiles`).
+    #[default]
+    Grid,
+    /// Reka Edge's LLaVA-UHD tiling with sides rounded to `patch`
+    /// (`reka_media::uhd`): grid cells first, the whole image last.
+    Uhd { patch: u32 },
 }
 
 /// Video: frames sampled uniformly, each read like an image (one tile).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VideoInfo {
+    /// Frames sampled when the request does not say.
     pub frames: u32,
     /// Placeholder tokens per frame.
     pub tokens_per_frame: u32,
+    /// How frames are picked.
+    #[serde(default)]
+    pub sampling: FrameSampling,
+    /// Most frames a request may ask for.
+    #[serde(default = "default_max_frames")]
+    pub max_frames: u32,
+    /// Tokens written before and after a video's placeholders (Reka Edge:
+    /// `<video>`, `</video>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrap: Option<[u32; 2]>,
+}
+
+fn default_max_frames() -> u32 {
+    64
+}
+
+/// How a video's frames are picked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrameSampling {
+    /// Exactly `frames`, rounded uniform positions, repeated when the video is
+    /// shorter (`reka_media::video_frames`).
+    #[default]
+    Exact,
+    /// At most `frames`: `floor(linspace(0, n − 1, frames))`, or every frame of
+    /// a shorter video (Reka's plugin, `reka_media::uhd`).
+    AtMost,
 }
 
 /// Audio: 16 kHz log-mel, as Whisper computes it.

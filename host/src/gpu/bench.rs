@@ -49,7 +49,7 @@ fn argmax(x: &[f32]) -> u32 {
 /// file (bytes per token as the GPU holds its weights).
 pub fn run(spec: &BenchSpec) -> Result<()> {
     let dir_bytes = if spec.model.is_dir() {
-        let hf = model::safetensors::read_config(&spec.model)?;
+        let hf = presets::read_dir_config(&spec.model)?;
         Some(presets::decode_bytes_per_token(&hf, presets::WeightDtype::Bf16)?)
     } else {
         None

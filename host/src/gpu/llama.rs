@@ -21,6 +21,7 @@ use crate::model::config::DecoderConfig;
 use anyhow::{bail, Context, Result};
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr};
 use reka_kernels::cuda::{AttnShape, Gpu, Graph, KvType, Q8Acts};
+use reka_kernels::RopeStyle;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,6 +141,9 @@ impl GpuLlama {
         // work on it, which a graph capture needs.
         let gpu = gpu.with_own_stream()?;
         let cfg = w.cfg;
+        if cfg.rotary_dim < cfg.head_dim && cfg.rope_style == RopeStyle::Halves {
+            bail!("partial rotary ({} of {} dims) in the rotate-half layout is not in the CUDA decoder yet; serve with --device cpu", cfg.rotary_dim, cfg.head_dim);
+        }
         let shape = AttnShape { heads: cfg.num_heads, kv_heads: cfg.num_kv_heads, head_dim: cfg.head_dim };
         shape.check()?;
         let s = gpu.stream().clone();

@@ -39,10 +39,17 @@ pub struct HostWeights {
     pub lm_head: Option<HostMatrix>,
 }
 
-/// Reads a Hugging Face checkpoint directory (bf16; f16/f32 narrowed to bf16).
+/// Reads a Hugging Face checkpoint directory (bf16; f16/f32 narrowed to bf16):
+/// a Llama one, or Reka Edge's text decoder (`model.language_model.*`).
 pub fn from_checkpoint(dir: &Path) -> Result<HostWeights> {
-    let hf = safetensors::read_config(dir)?;
-    let cfg = hf.decoder();
+    let (cfg, tied, prefix) = if crate::model::yasa2::is_edge_dir(dir) {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
+        let (cfg, tied) = crate::model::yasa2::text_decoder(v.get("text_config").context("config.json has no text_config")?)?;
+        (cfg, tied, "model.language_model.")
+    } else {
+        let hf = safetensors::read_config(dir)?;
+        (hf.decoder(), hf.tie_word_embeddings, "model.")
+    };
     let (h, ff, vocab) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let (qw, kvw) = (cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim);
     let ck = Checkpoint::open(&safetensors::weight_files(dir)?)?;
@@ -57,7 +64,7 @@ pub fn from_checkpoint(dir: &Path) -> Result<HostWeights> {
     let norm = |n: &str| ck.f32s(n, &[h]);
     let mut blocks = Vec::with_capacity(cfg.num_layers);
     for i in 0..cfg.num_layers {
-        let p = format!("model.layers.{i}");
+        let p = format!("{prefix}layers.{i}");
         let a = |x: &str| format!("{p}.self_attn.{x}_proj.weight");
         let m = |x: &str| format!("{p}.mlp.{x}_proj.weight");
         blocks.push(HostBlock {
@@ -69,13 +76,13 @@ pub fn from_checkpoint(dir: &Path) -> Result<HostWeights> {
             w_down: matrix(&[(&m("down"), h, ff)])?,
         });
     }
-    let embed = matrix(&[("model.embed_tokens.weight", vocab, h)])?;
-    let lm_head = if hf.tie_word_embeddings || !ck.contains("lm_head.weight") {
+    let embed = matrix(&[(&format!("{prefix}embed_tokens.weight"), vocab, h)])?;
+    let lm_head = if tied || !ck.contains("lm_head.weight") {
         None
     } else {
         Some(matrix(&[("lm_head.weight", vocab, h)])?)
     };
-    Ok(HostWeights { final_norm: norm("model.norm.weight")?, cfg, blocks, embed, lm_head })
+    Ok(HostWeights { final_norm: norm(&format!("{prefix}norm.weight"))?, cfg, blocks, embed, lm_head })
 }
 
 /// Reads a GGUF file's weights for the decoder shaped `cfg` (read from the same

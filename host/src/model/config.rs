@@ -42,6 +42,9 @@ pub struct DecoderConfig {
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
+    /// Leading dims of each head that rotate (`head_dim` unless the model
+    /// has a partial rotary factor, e.g. Reka's `rotary_pct`).
+    pub rotary_dim: usize,
     pub vocab_size: usize,
     pub rope_theta: f64,
     pub rope_scaling: RopeScaling,
@@ -54,11 +57,15 @@ pub struct DecoderConfig {
 }
 
 impl DecoderConfig {
-    /// Inverse frequencies of the rotary embedding, one per pair of a head's dims.
+    /// Inverse frequencies of the rotary embedding, one per pair of a head's
+    /// dims; the pairs past `rotary_dim / 2` get 0 (no rotation).
     pub fn rope_inv_freq(&self) -> Vec<f32> {
-        let d = self.head_dim as f64;
+        let d = self.rotary_dim as f64;
         (0..self.head_dim / 2)
             .map(|i| {
+                if i >= self.rotary_dim / 2 {
+                    return 0.0;
+                }
                 let f = 1.0 / self.rope_theta.powf(2.0 * i as f64 / d);
                 match self.rope_scaling {
                     RopeScaling::Yarn { .. } => self.yarn_freq(i, f) as f32,
@@ -76,8 +83,15 @@ impl DecoderConfig {
         let a = self.rope_attention_factor();
         let n = self.context_length * inv.len();
         let (mut cos, mut sin) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let rh = self.rotary_dim / 2;
         for p in 0..self.context_length {
-            for f in &inv {
+            for (i, f) in inv.iter().enumerate() {
+                if i >= rh {
+                    // Past the rotary dims: no rotation (and no YaRN scale).
+                    cos.push(1.0);
+                    sin.push(0.0);
+                    continue;
+                }
                 let angle = p as f32 * f;
                 let (c, s) = (angle.cos(), angle.sin());
                 if a == 1.0 {
@@ -105,7 +119,7 @@ impl DecoderConfig {
         let RopeScaling::Yarn { factor, original_max_position, beta_fast, beta_slow, truncate, .. } = self.rope_scaling else {
             return freq;
         };
-        let dim = self.head_dim as f64;
+        let dim = self.rotary_dim as f64;
         let correction = |rotations: f64| {
             dim * (original_max_position / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * self.rope_theta.ln())
         };
@@ -194,6 +208,7 @@ impl HfLlamaConfig {
             num_heads: self.num_attention_heads,
             num_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
             head_dim,
+            rotary_dim: head_dim,
             vocab_size: self.vocab_size,
             rope_theta: self
                 .rope_theta

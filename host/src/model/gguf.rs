@@ -113,10 +113,12 @@ impl Meta<'_> {
         let k = |s: &str| format!("{arch}.{s}");
         let hidden = self.u32(&k("embedding_length"))? as usize;
         let heads = self.u32(&k("attention.head_count"))? as usize;
-        let head_dim = self
-            .opt_u32(&k("rope.dimension_count"))
-            .map(|d| d as usize)
-            .unwrap_or(hidden / heads);
+        let head_dim = self.opt_u32(&k("attention.key_length")).map_or(hidden / heads, |d| d as usize);
+        // llama.cpp's n_rot: the leading dims of a head that rotate.
+        let rotary_dim = self.opt_u32(&k("rope.dimension_count")).map_or(head_dim, |d| d as usize);
+        if rotary_dim > head_dim || !rotary_dim.is_multiple_of(2) {
+            bail!("rope.dimension_count {rotary_dim} must be even and at most the head size {head_dim}");
+        }
         let scaling = match self.get(&k("rope.scaling.type")).and_then(|v| v.to_string().ok()) {
             Some(t) if t == "linear" => RopeScaling::Linear {
                 factor: self.f64_or(&k("rope.scaling.factor"), 1.0),
@@ -131,6 +133,7 @@ impl Meta<'_> {
             num_heads: heads,
             num_kv_heads: self.opt_u32(&k("attention.head_count_kv")).unwrap_or(heads as u32) as usize,
             head_dim,
+            rotary_dim,
             vocab_size: self.opt_u32(&k("vocab_size")).map(|v| v as usize).unwrap_or(vocab_len),
             rope_theta: self.f64_or(&k("rope.freq_base"), 10_000.0),
             rope_scaling: scaling,
@@ -192,6 +195,7 @@ impl Meta<'_> {
             stop_token_ids: stops,
             chat_template: self.string("tokenizer.chat_template").ok(),
             stop_strings: Vec::new(),
+            chat_format: None,
             media: None,
         })
     }

@@ -245,8 +245,8 @@ impl Llama {
         let [mut q, mut kk, v]: [Vec<f32>; 3] = super::linear::forward_many(&[&b.wq, &b.wk, &b.wv], h)?
             .try_into()
             .map_err(|_| candle_core::Error::Msg("three projections expected".into()))?;
-        attn::rope_rows(&mut q, c.head_dim, pos, &self.cos, &self.sin, c.rope_style);
-        attn::rope_rows(&mut kk, c.head_dim, pos, &self.cos, &self.sin, c.rope_style);
+        attn::rope_rows(&mut q, c.head_dim, c.rotary_dim, pos, &self.cos, &self.sin, c.rope_style);
+        attn::rope_rows(&mut kk, c.head_dim, c.rotary_dim, pos, &self.cos, &self.sin, c.rope_style);
         let mut v = v;
         if c.attn_f16 {
             // llama.cpp keeps the KV cache, the queries and the attention weights

@@ -14,7 +14,9 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::Linear;
 use reka_encoders::vit::Vit;
 use reka_encoders::whisper::WhisperEncoder;
-use reka_protocol::{AudioInfo, ImageInfo, MediaInfo, MediaKind, MediaSpan, VideoInfo};
+use reka_protocol::{AudioInfo, FrameSampling, ImageInfo, MediaInfo, MediaKind, MediaSpan, Tiling, VideoInfo};
+
+use super::edge_vision::EdgeVision;
 
 /// A two-layer MLP (GELU between) from an encoder's width to the decoder's.
 pub struct Projector {
@@ -143,16 +145,111 @@ impl AudioTower {
     }
 }
 
+/// Reka Edge's vision side with what the preprocess component needs to know.
+pub struct EdgeTower {
+    pub vision: EdgeVision,
+    /// Frames a video gets when the request does not say, and the most it may ask.
+    pub video_frames: u32,
+    pub max_frames: u32,
+    /// `<image>`, `</image>` and `<video>`, `</video>` ids.
+    pub image_wrap: [u32; 2],
+    pub video_wrap: [u32; 2],
+}
+
+/// The image / video encoder of a model.
+pub enum Vision {
+    /// A ViT with a (random) projector: the `smollm2-omni` stand-in.
+    Vit(VisionTower),
+    /// Reka Edge's ConvNeXt V2 tower.
+    Edge(EdgeTower),
+}
+
+impl Vision {
+    /// Tokens per image tile and per video frame.
+    fn tokens(&self, kind: MediaKind) -> u32 {
+        match self {
+            Vision::Vit(v) => v.tokens(if kind == MediaKind::Image { v.pool } else { v.video_pool }),
+            Vision::Edge(e) => e.vision.tokens() as u32,
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Vision::Vit(v) => v.size,
+            Vision::Edge(e) => e.vision.image_size,
+        }
+    }
+
+    fn reads_video(&self) -> bool {
+        match self {
+            Vision::Vit(v) => v.video_frames > 0,
+            Vision::Edge(e) => e.video_frames > 0,
+        }
+    }
+
+    fn embed(&self, data: &[f32], items: usize, kind: MediaKind) -> candle_core::Result<Tensor> {
+        match self {
+            Vision::Vit(v) => v.embed(data, items, if kind == MediaKind::Image { v.pool } else { v.video_pool }),
+            Vision::Edge(e) => e.vision.embed(data, items),
+        }
+    }
+
+    fn image_info(&self) -> ImageInfo {
+        match self {
+            Vision::Vit(v) => {
+                let c = v.vit.config();
+                ImageInfo {
+                    size: v.size as u32,
+                    mean: c.mean,
+                    std: c.std,
+                    max_tiles: v.max_tiles,
+                    tokens_per_tile: v.tokens(v.pool),
+                    tiling: Tiling::Grid,
+                    wrap: None,
+                }
+            }
+            Vision::Edge(e) => ImageInfo {
+                size: e.vision.image_size as u32,
+                mean: e.vision.mean,
+                std: e.vision.std,
+                max_tiles: e.vision.max_tiles,
+                tokens_per_tile: e.vision.tokens() as u32,
+                tiling: Tiling::Uhd { patch: e.vision.config().patch_size as u32 },
+                wrap: Some(e.image_wrap),
+            },
+        }
+    }
+
+    fn video_info(&self) -> Option<VideoInfo> {
+        match self {
+            Vision::Vit(v) => (v.video_frames > 0).then(|| VideoInfo {
+                frames: v.video_frames,
+                tokens_per_frame: v.tokens(v.video_pool),
+                sampling: FrameSampling::Exact,
+                max_frames: v.video_frames,
+                wrap: None,
+            }),
+            Vision::Edge(e) => (e.video_frames > 0).then(|| VideoInfo {
+                frames: e.video_frames,
+                tokens_per_frame: e.vision.tokens() as u32,
+                sampling: FrameSampling::AtMost,
+                max_frames: e.max_frames,
+                wrap: Some(e.video_wrap),
+            }),
+        }
+    }
+}
+
 /// A model's encoders.
 pub struct Towers {
-    vision: Option<VisionTower>,
+    vision: Option<Vision>,
     audio: Option<AudioTower>,
     hidden: usize,
     placeholder: u32,
 }
 
 impl Towers {
-    pub fn new(vision: Option<VisionTower>, audio: Option<AudioTower>, hidden: usize, placeholder: u32) -> Self {
+    pub fn new(vision: Option<Vision>, audio: Option<AudioTower>, hidden: usize, placeholder: u32) -> Self {
         Self { vision, audio, hidden, placeholder }
     }
 
@@ -160,15 +257,8 @@ impl Towers {
     pub fn info(&self) -> MediaInfo {
         MediaInfo {
             placeholder_id: self.placeholder,
-            image: self.vision.as_ref().map(|v| {
-                let c = v.vit.config();
-                ImageInfo { size: v.size as u32, mean: c.mean, std: c.std, max_tiles: v.max_tiles, tokens_per_tile: v.tokens(v.pool) }
-            }),
-            video: self
-                .vision
-                .as_ref()
-                .filter(|v| v.video_frames > 0)
-                .map(|v| VideoInfo { frames: v.video_frames, tokens_per_frame: v.tokens(v.video_pool) }),
+            image: self.vision.as_ref().map(Vision::image_info),
+            video: self.vision.as_ref().and_then(Vision::video_info),
             audio: self.audio.as_ref().map(|a| AudioInfo {
                 n_mels: a.n_mels as u32,
                 max_seconds: a.max_seconds,
@@ -192,15 +282,14 @@ impl Towers {
             let rows = match sp.kind {
                 MediaKind::Image | MediaKind::Video => {
                     let v = self.vision.as_ref().ok_or("this model reads no images or video")?;
-                    let pool = if sp.kind == MediaKind::Image { v.pool } else { v.video_pool };
-                    if sp.kind == MediaKind::Video && v.video_frames == 0 {
+                    if sp.kind == MediaKind::Video && !v.reads_video() {
                         return Err("this model reads no video".into());
                     }
-                    let len = items * 3 * v.size * v.size;
+                    let len = items * 3 * v.size() * v.size();
                     let data = pixels.get(px..px + len).ok_or("pixels holds fewer values than the spans need")?;
                     px += len;
-                    check(tokens, items * v.tokens(pool) as usize)?;
-                    v.embed(data, items, pool)
+                    check(tokens, items * v.tokens(sp.kind) as usize)?;
+                    v.embed(data, items, sp.kind)
                 }
                 MediaKind::Audio => {
                     let a = self.audio.as_ref().ok_or("this model reads no audio")?;
@@ -242,14 +331,14 @@ impl Towers {
         };
         let mut out = Vec::new();
         if let Some(v) = &self.vision {
-            let px = |n: usize| vec![0.1f32; n * 3 * v.size * v.size];
+            let px = |n: usize| vec![0.1f32; n * 3 * v.size() * v.size()];
             let (one, five) = (px(1), px(5));
-            out.push(("image, 1 tile".to_string(), time(&|| v.embed(&one, 1, v.pool))?));
-            out.push(("image, 5 tiles".to_string(), time(&|| v.embed(&five, 5, v.pool))?));
-            if v.video_frames > 0 {
-                let n = v.video_frames as usize;
+            out.push(("image, 1 tile".to_string(), time(&|| v.embed(&one, 1, MediaKind::Image))?));
+            out.push(("image, 5 tiles".to_string(), time(&|| v.embed(&five, 5, MediaKind::Image))?));
+            if let Some(vid) = v.video_info() {
+                let n = vid.frames as usize;
                 let frames = px(n);
-                out.push((format!("video, {n} frames"), time(&|| v.embed(&frames, n, v.video_pool))?));
+                out.push((format!("video, {n} frames"), time(&|| v.embed(&frames, n, MediaKind::Video))?));
             }
         }
         if let Some(a) = &self.audio {

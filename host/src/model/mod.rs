@@ -2,9 +2,11 @@
 //!
 //! [`load`] picks the loader from the path: a `.gguf` file, a directory with a
 //! Hugging Face `config.json` and safetensors weights, or a multimodal model's
-//! `.json` config.
+//! `.json` config. A directory whose config is Reka Edge's (`yasa2`) gets its
+//! vision tower too ([`yasa2`]).
 
 pub mod config;
+pub mod edge_vision;
 pub mod gguf;
 pub mod linear;
 pub mod llama;
@@ -14,6 +16,7 @@ pub mod safetensors;
 pub mod st_reader;
 pub mod tiktoken;
 pub mod tokenizer_json;
+pub mod yasa2;
 
 use anyhow::{Context, Result};
 use reka_protocol::{ModelInfo, VocabSpec};
@@ -82,6 +85,9 @@ pub fn load(name: &str, path: &Path) -> Result<LoadedModel> {
 pub fn load_as(name: &str, path: &Path, dtype: WeightDtype) -> Result<LoadedModel> {
     if path.extension().is_some_and(|e| e == "json") {
         return multimodal::load(name, path, dtype);
+    }
+    if path.is_dir() && yasa2::is_edge_dir(path) {
+        return yasa2::load_dir(name, path, dtype).with_context(|| format!("loading Reka Edge checkpoint {}", path.display()));
     }
     let (decoder, mut info, vocab) = shared_or_load(path, dtype, || {
         if path.is_dir() {

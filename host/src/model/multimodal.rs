@@ -11,7 +11,7 @@
 //!   "audio": { "weights": "whisper.bin", "pool": 4, "max_seconds": 30, "projector": { "seed": 2 } } }
 //! ```
 
-use super::media::{AudioTower, Projector, Towers, VisionTower};
+use super::media::{AudioTower, Projector, Towers, Vision, VisionTower};
 use super::{LoadedModel, WeightDtype};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -107,7 +107,7 @@ pub fn load(name: &str, path: &Path, dtype: WeightDtype) -> Result<LoadedModel> 
     if vision.is_none() && audio.is_none() {
         bail!("{} names no encoder (vision or audio)", path.display());
     }
-    let towers = Towers::new(vision, audio, hidden, placeholder_id(&model));
+    let towers = Towers::new(vision.map(Vision::Vit), audio, hidden, placeholder_id(&model));
     model.info.media = Some(towers.info());
     model.info_json = serde_json::to_vec(&model.info)?;
     model.media = Some(towers);

@@ -6,7 +6,7 @@
 //! the form the engine keeps: 16-bit checkpoints stay 16-bit unless f32 is asked
 //! for, so a bf16 checkpoint takes its own size in memory, once.
 
-use super::config::HfLlamaConfig;
+use super::config::{DecoderConfig, HfLlamaConfig};
 use super::linear::Linear;
 use super::llama::{Block, Llama, Weights};
 use super::st_reader::{Checkpoint, Stored};
@@ -25,6 +25,15 @@ pub fn load(name: &str, dir: &Path, dtype: WeightDtype) -> Result<super::Loaded>
     let hf = read_config(dir)?;
     let cfg = hf.decoder();
     let ck = Checkpoint::open(&weight_files(dir)?)?;
+    let weights = decoder_weights(&ck, &cfg, "model.", hf.tie_word_embeddings, dtype)?;
+    let (info, vocab) = tokenizer_json::model_info(name, dir, &hf, &cfg)?;
+    Ok((Llama::new(cfg, weights, &Device::Cpu)?, info, vocab))
+}
+
+/// The decoder weights of `ck` shaped `cfg`, named `{prefix}layers.N…`,
+/// `{prefix}embed_tokens`, `{prefix}norm` and `lm_head` (or the embeddings
+/// when `tied` or absent), kept in `dtype`.
+pub fn decoder_weights(ck: &Checkpoint, cfg: &DecoderConfig, prefix: &str, tied: bool, dtype: WeightDtype) -> Result<Weights> {
     let half = match (dtype, ck.main_dtype()) {
         (WeightDtype::F32, _) | (WeightDtype::Auto, Some(Stored::F32) | None) => None,
         (WeightDtype::Bf16, _) | (WeightDtype::Auto, Some(Stored::Bf16)) => Some(HalfType::Bf16),
@@ -48,7 +57,7 @@ pub fn load(name: &str, dir: &Path, dtype: WeightDtype) -> Result<super::Loaded>
     );
     let mut blocks = Vec::with_capacity(cfg.num_layers);
     for i in 0..cfg.num_layers {
-        let p = format!("model.layers.{i}");
+        let p = format!("{prefix}layers.{i}");
         blocks.push(Block {
             attn_norm: norm(&format!("{p}.input_layernorm.weight"), h)?,
             ffn_norm: norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
@@ -61,7 +70,8 @@ pub fn load(name: &str, dir: &Path, dtype: WeightDtype) -> Result<super::Loaded>
             w_down: lin(&format!("{p}.mlp.down_proj.weight"), h, ff)?,
         });
     }
-    let emb_name = "model.embed_tokens.weight";
+    let emb_name = format!("{prefix}embed_tokens.weight");
+    let emb_name = emb_name.as_str();
     let shape = [cfg.vocab_size, h];
     let embeddings = match half {
         None => ck.tensor(emb_name, &shape, &device)?,
@@ -72,19 +82,17 @@ pub fn load(name: &str, dir: &Path, dtype: WeightDtype) -> Result<super::Loaded>
             Tensor::from_vec(ck.halves(emb_name, &shape, HalfType::F16)?.reinterpret_into::<f16>(), &shape[..], &device)?
         }
     };
-    let lm_head = if hf.tie_word_embeddings || !ck.contains("lm_head.weight") {
+    let lm_head = if tied || !ck.contains("lm_head.weight") {
         lin(emb_name, cfg.vocab_size, h)?
     } else {
         lin("lm_head.weight", cfg.vocab_size, h)?
     };
-    let weights = Weights {
+    Ok(Weights {
         embeddings,
         blocks,
-        final_norm: norm("model.norm.weight", h)?,
+        final_norm: norm(&format!("{prefix}norm.weight"), h)?,
         lm_head,
-    };
-    let (info, vocab) = tokenizer_json::model_info(name, dir, &hf, &cfg)?;
-    Ok((Llama::new(cfg, weights, &device)?, info, vocab))
+    })
 }
 
 /// The safetensors files of a checkpoint, from the shard index when there is one.

@@ -114,6 +114,11 @@ impl Checkpoint {
         self.tensors.contains_key(name)
     }
 
+    /// The stored shape of a tensor.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|e| e.shape.as_slice())
+    }
+
     /// The stored type of the largest tensors (what "the checkpoint's dtype" means).
     pub fn main_dtype(&self) -> Option<Stored> {
         self.tensors.values().max_by_key(|e| e.end - e.start).map(|e| e.dtype)

@@ -75,6 +75,7 @@ pub fn model_info(
             .and_then(|v| v.as_str())
             .map(str::to_string),
         stop_strings: Vec::new(),
+        chat_format: None,
         media: None,
     };
     Ok((info, vocab))

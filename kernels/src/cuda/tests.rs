@@ -253,8 +253,8 @@ fn rope_kv_append_and_attention_match_the_references() {
                 let mut q: Vec<f32> = (0..t).flat_map(|i| qkv[(row0 + i) * w..][..qw].to_vec()).collect();
                 let mut k: Vec<f32> = (0..t).flat_map(|i| qkv[(row0 + i) * w + qw..][..kvw].to_vec()).collect();
                 let v: Vec<f32> = (0..t).flat_map(|i| qkv[(row0 + i) * w + qw + kvw..][..kvw].to_vec()).collect();
-                rope_rows(&mut q, hd, &pos, &cos, &sin, style);
-                rope_rows(&mut k, hd, &pos, &cos, &sin, style);
+                rope_rows(&mut q, hd, hd, &pos, &cos, &sin, style);
+                rope_rows(&mut k, hd, hd, &pos, &cos, &sin, style);
                 for i in 0..t {
                     for (a, b) in got_qkv[(row0 + i) * w..][..qw].iter().zip(&q[i * qw..][..qw]) {
                         assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{shape:?} q rope: {a} vs {b}");

@@ -28,7 +28,7 @@ pub struct Answer {
 impl Answer {
     pub fn new(chat: bool, tags: Option<&ReasoningTags>, format: ReasoningFormat) -> Self {
         let splitter = match (chat, tags, format) {
-            (true, Some(t), ReasoningFormat::Parsed | ReasoningFormat::Hidden) => Some(Splitter::new(&t.start, &t.end)),
+            (true, Some(t), ReasoningFormat::Parsed | ReasoningFormat::Hidden) => Some(if t.opened { Splitter::opened(&t.start, &t.end) } else { Splitter::new(&t.start, &t.end) }),
             _ => None,
         };
         Self { splitter, format }
@@ -64,7 +64,7 @@ mod tests {
     use super::*;
 
     fn tags() -> ReasoningTags {
-        ReasoningTags { start: "<reasoning>".into(), end: "</reasoning>".into() }
+        ReasoningTags { start: "<reasoning>".into(), end: "</reasoning>".into(), opened: false }
     }
 
     fn run(chat: bool, format: ReasoningFormat) -> (String, String) {

@@ -22,6 +22,37 @@ pub struct Options {
     pub reasoning: ReasoningFormat,
 }
 
+/// Chat options that change the prompt, as vLLM takes them:
+/// `chat_template_kwargs.enable_thinking` and `media_io_kwargs.video.num_frames`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatOptions {
+    pub enable_thinking: Option<bool>,
+    pub video_frames: Option<u32>,
+}
+
+/// Reads [`ChatOptions`] from a chat request.
+pub fn chat_options(o: &Map<String, Value>) -> Result<ChatOptions, ApiError> {
+    let thinking = o.get("chat_template_kwargs").filter(|v| !v.is_null());
+    let enable_thinking = match thinking.map(|k| k.get("enable_thinking")) {
+        None | Some(None) | Some(Some(Value::Null)) => None,
+        Some(Some(Value::Bool(b))) => Some(*b),
+        Some(Some(_)) => {
+            return Err(ApiError::invalid("chat_template_kwargs", "`chat_template_kwargs.enable_thinking` must be a boolean."))
+        }
+    };
+    let frames = o.get("media_io_kwargs").and_then(|m| m.get("video")).and_then(|v| v.get("num_frames"));
+    let video_frames = match frames {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=u32::MAX as u64).contains(&n) => Some(n as u32),
+            _ => {
+                return Err(ApiError::invalid("media_io_kwargs", "`media_io_kwargs.video.num_frames` must be a positive integer."))
+            }
+        },
+    };
+    Ok(ChatOptions { enable_thinking, video_frames })
+}
+
 /// A message of a chat request: text and media parts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {

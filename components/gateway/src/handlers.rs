@@ -8,7 +8,7 @@ use crate::answer::{Answer, Split};
 use crate::reka::inference::generate::Generation;
 use crate::reka::inference::preprocess;
 use crate::parts::Part;
-use crate::reka::inference::types::{ChatMessage, ContentPart, FinishReason, MediaKind, Prompt, Sampling};
+use crate::reka::inference::types::{ChatMessage, ChatOptions, ContentPart, FinishReason, MediaKind, Prompt, Sampling};
 use serde_json::{json, Value};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
@@ -116,12 +116,14 @@ pub fn chat(req: IncomingRequest, out: ResponseOutparam) -> Result<(), String> {
         let o = api::object(&http::read_body(&req)?)?;
         let opts = api::options(&o)?;
         let messages = api::messages(&o)?;
+        let chat = api::chat_options(&o)?;
         let model = model_name(&opts)?;
         let turns: Vec<ChatMessage> = messages
             .into_iter()
             .map(|m| ChatMessage { role: m.role, content: m.content.into_iter().map(content_part).collect() })
             .collect();
-        let prompt = preprocess::encode_chat(&model, &turns)?;
+        let options = ChatOptions { enable_thinking: chat.enable_thinking, video_frames: chat.video_frames };
+        let prompt = preprocess::encode_chat(&model, &turns, options)?;
         Ok::<_, ApiError>((model, prompt, opts))
     })();
     match prepared {

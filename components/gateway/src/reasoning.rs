@@ -66,6 +66,11 @@ impl Splitter {
         }
     }
 
+    /// A splitter for an answer whose prompt already opened the reasoning.
+    pub fn opened(start: &str, end: &str) -> Self {
+        Self { state: State::Reasoning, ..Self::new(start, end) }
+    }
+
     /// Takes the next chunk of text; returns what can be handed out now.
     pub fn push(&mut self, text: &str) -> Vec<Piece> {
         self.held.push_str(text);
@@ -193,6 +198,17 @@ mod tests {
     #[test]
     fn unterminated_reasoning_stays_reasoning() {
         assert_eq!(run(&["<reasoning>still thinking</reas"]), ("still thinking</reas".to_string(), String::new()));
+    }
+
+    #[test]
+    fn an_opened_reasoning_starts_inside_it() {
+        let mut s = Splitter::opened("<think>", "</think>");
+        let mut pieces = s.push("\nlet me see</thi");
+        pieces.extend(s.push("nk>\n\nIt is red."));
+        pieces.extend(s.finish());
+        let r: String = pieces.iter().filter_map(|p| if let Piece::Reasoning(t) = p { Some(t.as_str()) } else { None }).collect();
+        let c: String = pieces.iter().filter_map(|p| if let Piece::Content(t) = p { Some(t.as_str()) } else { None }).collect();
+        assert_eq!((r.as_str(), c.as_str()), ("\nlet me see", "It is red."));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! template and tokenises with the model's own vocabulary, both read through
 //! wasi:nn model metadata.
 
+mod edge_chat;
 mod fetch;
 mod media;
 mod template;
@@ -19,7 +20,7 @@ wit_bindgen::generate!({
 
 use exports::reka::inference::preprocess::Guest;
 use media::{Piece, Prepared};
-use reka::inference::types::{ChatMessage, ContentPart, Error, ErrorKind, MediaInput, Prompt, ReasoningTags};
+use reka::inference::types::{ChatMessage, ChatOptions, ContentPart, Error, ErrorKind, MediaInput, Prompt, ReasoningTags};
 use reka_guest::Session;
 use reka_protocol::ModelInfo;
 use reka_tokenizer::Tokenizer;
@@ -34,8 +35,10 @@ fn model(name: &str) -> Result<(ModelInfo, Tokenizer), Error> {
 }
 
 /// Tokenises a rendered prompt whose media markers are replaced by their
-/// placeholder tokens; `media` are the prepared parts the markers name.
-fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, media: Vec<Prepared>, format: Option<template::Format>) -> Prompt {
+/// placeholder tokens (between the media's wrap tokens, if it has them);
+/// `media` are the prepared parts the markers name. `thinking`: the prompt
+/// opened the format's reasoning.
+fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, media: Vec<Prepared>, format: Option<template::Format>, thinking: bool) -> Prompt {
     let mut ids = Vec::new();
     if let (true, Some(bos)) = (info.add_bos, info.bos_token_id) {
         ids.push(bos);
@@ -49,8 +52,11 @@ fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, media: Vec<Prepared>, f
             Piece::Text(t) => body.extend(tok.encode(t, true)),
             Piece::Media(i) => {
                 if let Some(m) = media.get_mut(i).and_then(Option::take) {
+                    let (n, wrap) = (m.tokens as usize, m.wrap);
+                    body.extend(wrap.map(|w| w[0]));
                     spans.push((body.len(), m));
-                    body.extend(std::iter::repeat_n(placeholder, spans[spans.len() - 1].1.tokens as usize));
+                    body.extend(std::iter::repeat_n(placeholder, n));
+                    body.extend(wrap.map(|w| w[1]));
                 }
             }
         }
@@ -85,13 +91,14 @@ fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, media: Vec<Prepared>, f
         reasoning: format.and_then(|f| f.reasoning()).map(|(start, end)| ReasoningTags {
             start: start.into(),
             end: end.into(),
+            opened: thinking,
         }),
         media,
     }
 }
 
 impl Guest for Preprocess {
-    fn encode_chat(model_name: String, messages: Vec<ChatMessage>) -> Result<Prompt, Error> {
+    fn encode_chat(model_name: String, messages: Vec<ChatMessage>, options: ChatOptions) -> Result<Prompt, Error> {
         if messages.is_empty() {
             return Err(Error {
                 kind: ErrorKind::InvalidRequest,
@@ -100,33 +107,41 @@ impl Guest for Preprocess {
         }
         let (info, tok) = model(&model_name)?;
         let invalid = |message: String| Error { kind: ErrorKind::InvalidRequest, message };
+        let format = template::Format::of(&info);
         let mut prepared = Vec::new();
         let mut turns = Vec::with_capacity(messages.len());
         for m in &messages {
-            let mut content = String::new();
+            // (is text, text or media marker)
+            let mut pieces: Vec<(bool, String)> = Vec::with_capacity(m.content.len());
             for part in &m.content {
                 match part {
-                    ContentPart::Text(t) => content.push_str(&media::scrub(t)),
+                    ContentPart::Text(t) => pieces.push((true, media::scrub(t))),
                     media => {
-                        if let Some(p) = media::prepare(&info, media).map_err(invalid)? {
-                            content.push_str(&media::marker(prepared.len()));
+                        if let Some(p) = media::prepare(&info, media, options.video_frames).map_err(invalid)? {
+                            pieces.push((false, media::marker(prepared.len())));
                             prepared.push(p);
                         }
                     }
                 }
             }
+            let content = if format == template::Format::RekaEdge {
+                edge_chat::join_parts(pieces.iter().map(|(t, s)| (*t, s.as_str())))
+            } else {
+                pieces.into_iter().map(|p| p.1).collect()
+            };
             turns.push(template::Turn { role: m.role.clone(), content });
         }
-        let text = template::render(&info, &tok, &turns).map_err(|message| Error {
+        let thinking = options.enable_thinking == Some(true) && format.reasoning().is_some() && format == template::Format::RekaEdge;
+        let text = template::render(&info, &tok, &turns, thinking).map_err(|message| Error {
             kind: ErrorKind::InvalidRequest,
             message,
         })?;
-        Ok(prompt(&info, &tok, &text, prepared, Some(template::Format::of(&info))))
+        Ok(prompt(&info, &tok, &text, prepared, Some(format), thinking))
     }
 
     fn encode_text(model_name: String, text: String) -> Result<Prompt, Error> {
         let (info, tok) = model(&model_name)?;
-        Ok(prompt(&info, &tok, &media::scrub(&text), Vec::new(), None))
+        Ok(prompt(&info, &tok, &media::scrub(&text), Vec::new(), None, false))
     }
 }
 

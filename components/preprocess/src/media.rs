@@ -6,7 +6,7 @@
 use crate::fetch;
 use crate::reka::inference::types::{ContentPart, MediaKind};
 use reka_media::{ImageSpec, Limits, MediaError};
-use reka_protocol::{ImageInfo, MediaInfo, ModelInfo};
+use reka_protocol::{FrameSampling, ImageInfo, MediaInfo, ModelInfo, Tiling};
 
 /// One media part, preprocessed.
 pub struct Prepared {
@@ -14,6 +14,8 @@ pub struct Prepared {
     pub tokens: u32,
     pub items: u32,
     pub data: Vec<f32>,
+    /// Tokens written before and after its placeholders.
+    pub wrap: Option<[u32; 2]>,
 }
 
 /// Text that stands for media item `i` in a rendered prompt. The two
@@ -65,8 +67,9 @@ fn refused(info: &ModelInfo, what: &str) -> String {
     format!("the model `{}` does not read {what}; it reads {}", info.name, info.modalities().join(", "))
 }
 
-/// Fetches and preprocesses one media part (`None` for a text part).
-pub fn prepare(info: &ModelInfo, part: &ContentPart) -> Result<Option<Prepared>, String> {
+/// Fetches and preprocesses one media part (`None` for a text part);
+/// `video_frames` is the request's frame count for videos.
+pub fn prepare(info: &ModelInfo, part: &ContentPart, video_frames: Option<u32>) -> Result<Option<Prepared>, String> {
     let media: Option<&MediaInfo> = info.media.as_ref();
     let limits = Limits::default();
     let bad = |what: &str, e: MediaError| format!("{what}: {e}");
@@ -75,28 +78,48 @@ pub fn prepare(info: &ModelInfo, part: &ContentPart) -> Result<Option<Prepared>,
         ContentPart::Image(url) => {
             let img = media.and_then(|m| m.image.as_ref()).ok_or_else(|| refused(info, "images"))?;
             let bytes = fetch::bytes(url, limits.max_bytes)?;
-            let px = reka_media::image_tiles(&bytes, &spec(img, true), &limits).map_err(|e| bad("image", e))?;
-            Prepared { kind: MediaKind::Image, tokens: px.n as u32 * img.tokens_per_tile, items: px.n as u32, data: px.data }
+            let px = match img.tiling {
+                Tiling::Grid => reka_media::image_tiles(&bytes, &spec(img, true), &limits),
+                Tiling::Uhd { patch } => reka_media::uhd::image_tiles(&bytes, &spec(img, true), patch, &limits),
+            }
+            .map_err(|e| bad("image", e))?;
+            Prepared { kind: MediaKind::Image, tokens: px.n as u32 * img.tokens_per_tile, items: px.n as u32, data: px.data, wrap: img.wrap }
         }
         ContentPart::Video(urls) => {
             let (img, vid) = media
                 .and_then(|m| Some((m.image.as_ref()?, m.video.as_ref()?)))
                 .ok_or_else(|| refused(info, "video"))?;
-            let frames = vid.frames as usize;
+            let frames = match video_frames {
+                Some(n) if n > vid.max_frames => {
+                    return Err(format!("video: {n} frames asked (`media_io_kwargs.video.num_frames`); this model takes at most {}", vid.max_frames))
+                }
+                Some(n) => n as usize,
+                None => vid.frames as usize,
+            };
+            let at_most = vid.sampling == FrameSampling::AtMost;
+            let s = spec(img, false);
             let px = match urls.as_slice() {
                 [] => return Err("a video part needs a URL or a list of frame URLs".into()),
                 [one] => {
                     let bytes = fetch::bytes(one, limits.max_bytes)?;
-                    reka_media::video_frames(&bytes, frames, &spec(img, false), &limits)
+                    if at_most {
+                        reka_media::uhd::video_frames(&bytes, frames, &s, &limits)
+                    } else {
+                        reka_media::video_frames(&bytes, frames, &s, &limits)
+                    }
                 }
                 many => {
                     let all = many.iter().map(|u| fetch::bytes(u, limits.max_bytes)).collect::<Result<Vec<_>, _>>()?;
                     let refs: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
-                    reka_media::video_from_images(&refs, frames, &spec(img, false), &limits)
+                    if at_most {
+                        reka_media::uhd::video_from_images(&refs, frames, &s, &limits)
+                    } else {
+                        reka_media::video_from_images(&refs, frames, &s, &limits)
+                    }
                 }
             }
             .map_err(|e| bad("video", e))?;
-            Prepared { kind: MediaKind::Video, tokens: px.n as u32 * vid.tokens_per_frame, items: px.n as u32, data: px.data }
+            Prepared { kind: MediaKind::Video, tokens: px.n as u32 * vid.tokens_per_frame, items: px.n as u32, data: px.data, wrap: vid.wrap }
         }
         ContentPart::Audio(url) => {
             let aud = media.and_then(|m| m.audio.as_ref()).ok_or_else(|| refused(info, "audio"))?;
@@ -107,7 +130,7 @@ pub fn prepare(info: &ModelInfo, part: &ContentPart) -> Result<Option<Prepared>,
                 return Err("audio: the WAV holds no samples".into());
             }
             let frames = mel.frames as u32;
-            Prepared { kind: MediaKind::Audio, tokens: aud.tokens(frames), items: frames, data: mel.data }
+            Prepared { kind: MediaKind::Audio, tokens: aud.tokens(frames), items: frames, data: mel.data, wrap: None }
         }
     }))
 }

@@ -43,6 +43,9 @@ pub const REKA_REASONING: (&str, &str) = ("<reasoning>", "</reasoning>");
 pub enum Format<'a> {
     /// The Reka format, rendered with [`REKA_TEMPLATE`].
     Reka,
+    /// Reka Edge's format ([`crate::edge_chat`]), named by the host from the
+    /// model's config.
+    RekaEdge,
     /// The model's own Jinja template.
     Jinja(&'a str),
     /// No template: `role: content` lines.
@@ -52,6 +55,9 @@ pub enum Format<'a> {
 impl<'a> Format<'a> {
     /// Picks the format from the model's metadata.
     pub fn of(info: &'a ModelInfo) -> Self {
+        if info.chat_format.as_deref() == Some("reka-edge") {
+            return Format::RekaEdge;
+        }
         match info.chat_template.as_deref() {
             Some(t) if is_reka(t) => Format::Reka,
             Some(t) => Format::Jinja(t),
@@ -62,7 +68,7 @@ impl<'a> Format<'a> {
     /// Stop strings that the format adds to the model's own.
     pub fn stop_strings(self) -> &'static [&'static str] {
         match self {
-            Format::Reka => &[REKA_SEPARATOR],
+            Format::Reka | Format::RekaEdge => &[REKA_SEPARATOR],
             _ => &[],
         }
     }
@@ -71,6 +77,7 @@ impl<'a> Format<'a> {
     pub fn reasoning(self) -> Option<(&'static str, &'static str)> {
         match self {
             Format::Reka => Some(REKA_REASONING),
+            Format::RekaEdge => Some(crate::edge_chat::THINK),
             _ => None,
         }
     }
@@ -82,11 +89,17 @@ fn is_reka(template: &str) -> bool {
     template.contains(REKA_SEPARATOR) && template.contains("human") && template.contains("assistant:")
 }
 
-/// Renders `turns` in the model's chat format with the generation prompt appended.
-pub fn render(info: &ModelInfo, tok: &Tokenizer, turns: &[Turn]) -> Result<String, String> {
+/// Renders `turns` in the model's chat format with the generation prompt
+/// appended (opening the reasoning when `thinking` and the format has it).
+pub fn render(info: &ModelInfo, tok: &Tokenizer, turns: &[Turn], thinking: bool) -> Result<String, String> {
     let bos = token_text(tok, info.bos_token_id);
     let eos = token_text(tok, info.eos_token_id);
     match Format::of(info) {
+        Format::RekaEdge => {
+            let t: Vec<crate::edge_chat::EdgeTurn<'_>> =
+                turns.iter().map(|t| crate::edge_chat::EdgeTurn { role: &t.role, content: &t.content }).collect();
+            crate::edge_chat::render(&t, thinking)
+        }
         Format::Reka => render_jinja(REKA_TEMPLATE, turns, &bos, &eos),
         Format::Jinja(source) => render_jinja(source, turns, &bos, &eos),
         Format::Plain => Ok(plain(turns)),
@@ -214,6 +227,7 @@ mod tests {
             stop_token_ids: vec![],
             chat_template: Some("{{ 'human: ' + messages[0]['content'] + ' <sep> assistant:' }}".into()),
             stop_strings: vec![],
+            chat_format: None,
             media: None,
         };
         assert_eq!(Format::of(&info), Format::Reka);

@@ -1,0 +1,115 @@
+//! Reka Edge over HTTP, through the wasm components: the tiny random Reka Edge
+//! checkpoint of tests/fixtures/reka_edge served from its Hugging Face
+//! directory (`--dtype f32`), sent the same chats as the fixture's references
+//! (Reka's plugin renders and tokenises them, transformers decodes them
+//! greedily), with the images as data URLs. The prompt sizes (`usage`) must be
+//! the plugin's token counts (64 a tile, plus `<image>` `</image>`), and the
+//! greedy answers the references' text, so tiling, pixels, the chat format,
+//! the encoder and the decoder all have to agree.
+
+mod support;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use support::Server;
+
+fn fixture() -> std::path::PathBuf {
+    support::root().join("tests/fixtures/reka_edge")
+}
+
+fn reference() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture().join("reference.json")).expect("reference.json")).expect("json")
+}
+
+fn data_url(rel: &str) -> String {
+    let bytes = std::fs::read(fixture().join(rel)).expect(rel);
+    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// The fixture's messages with image URLs made data URLs, and its video (a
+/// `video_url` standing for the fixture's frames) as one `video` part of frames.
+fn messages(r: &Value, case: &Value) -> Value {
+    let mut msgs = case["messages"].clone();
+    for m in msgs.as_array_mut().expect("messages") {
+        let Some(parts) = m["content"].as_array_mut() else { continue };
+        for p in parts {
+            if p["type"] == "image_url" {
+                let url = data_url(p["image_url"]["url"].as_str().expect("url"));
+                p["image_url"]["url"] = json!(url);
+            }
+            if p["type"] == "video_url" {
+                let frames: Vec<String> = r["video"]["frames"].as_array().expect("frames").iter().map(|f| data_url(f.as_str().expect("f"))).collect();
+                *p = json!({"type": "video", "video": frames});
+            }
+        }
+    }
+    msgs
+}
+
+fn case<'a>(r: &'a Value, name: &str) -> &'a Value {
+    r["cases"].as_array().expect("cases").iter().find(|c| c["name"] == name).expect(name)
+}
+
+fn server() -> Server {
+    Server::start_model(&fixture(), "reka-edge-tiny", &["--dtype", "f32"])
+}
+
+fn chat(server: &Server, messages: Value, extra: Value) -> Value {
+    let mut body = json!({"model": "reka-edge-tiny", "messages": messages, "temperature": 0, "max_tokens": 8});
+    for (k, v) in extra.as_object().expect("extra") {
+        body[k] = v.clone();
+    }
+    let resp = server.post_json("/v1/chat/completions", &body);
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    resp.json()
+}
+
+#[test]
+fn images_video_and_turns_answer_as_the_references() {
+    let r = reference();
+    let server = server();
+    for name in ["a_image_one_tile", "b_image_grid2x2", "c_video_3_frames", "d_system_image_multiturn", "e_text_only"] {
+        let c = case(&r, name);
+        let v = chat(&server, messages(&r, c), json!({}));
+        let got = v["choices"][0]["message"]["content"].as_str().expect("content");
+        assert_eq!(v["usage"]["prompt_tokens"], c["n_ids"], "{name}: prompt tokens");
+        assert_eq!(got, c["greedy_text"].as_str().expect("greedy_text"), "{name}: greedy answer");
+        assert_eq!(v["usage"]["completion_tokens"], 8, "{name}");
+    }
+}
+
+#[test]
+fn thinking_opens_the_answer_inside_the_reasoning() {
+    let r = reference();
+    let c = case(&r, "g_text_only_thinking_python_builder");
+    let server = server();
+    let v = chat(&server, messages(&r, c), json!({"chat_template_kwargs": {"enable_thinking": true}}));
+    assert_eq!(v["usage"]["prompt_tokens"], c["n_ids"]);
+    let msg = &v["choices"][0]["message"];
+    let text = format!("{}{}", msg["reasoning_content"].as_str().unwrap_or_default(), msg["content"].as_str().unwrap_or_default());
+    assert_eq!(text, c["greedy_text"].as_str().expect("greedy_text"));
+    assert!(msg["reasoning_content"].is_string(), "{msg}");
+}
+
+#[test]
+fn bad_media_gets_a_400_that_names_it() {
+    let server = server();
+    let img = data_url("images/one_tile_300x200.png");
+    let frames = json!([{"role": "user", "content": [{"type": "video", "video": [img.clone(), img.clone()]}]}]);
+    let resp = server.post_json(
+        "/v1/chat/completions",
+        &json!({"messages": frames, "max_tokens": 1, "media_io_kwargs": {"video": {"num_frames": 500}}}),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(resp.body.contains("at most"), "{}", resp.body);
+    let audio = json!([{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}]}]);
+    let resp = server.post_json("/v1/chat/completions", &json!({"messages": audio, "max_tokens": 1}));
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(resp.body.contains("does not read audio"), "{}", resp.body);
+    let broken = json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]);
+    let resp = server.post_json("/v1/chat/completions", &json!({"messages": broken, "max_tokens": 1}));
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    // Still serving.
+    let v = chat(&server, json!([{"role": "user", "content": "hi"}]), json!({"max_tokens": 1}));
+    assert_eq!(v["usage"]["completion_tokens"], 1);
+}

@@ -113,3 +113,23 @@ fn bad_media_gets_a_400_that_names_it() {
     let v = chat(&server, json!([{"role": "user", "content": "hi"}]), json!({"max_tokens": 1}));
     assert_eq!(v["usage"]["completion_tokens"], 1);
 }
+
+/// llama.cpp's GGUF pair (`--model text.gguf --mmproj mmproj.gguf`, as
+/// llama-server takes it): a 512×512 image and a question answer with
+/// llama.cpp's own greedy tokens (tests/fixtures/reka_edge/gguf).
+#[test]
+fn the_gguf_pair_answers_as_llama_cpp() {
+    let g = fixture().join("gguf");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(g.join("llama_cpp_reference.json")).expect("reference")).expect("json");
+    let mmproj = g.join("mmproj-reka-edge-tiny.f16.gguf");
+    let server = Server::start_model(&g.join("reka-edge-tiny.bf16.gguf"), "reka-edge-gguf", &["--mmproj", &mmproj.to_string_lossy()]);
+    let msgs = json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url("images/square_512x512.png")}},
+                                                   {"type": "text", "text": "What is in this picture?"}]}]);
+    let resp = server.post_json("/v1/chat/completions", &json!({"messages": msgs, "temperature": 0, "max_tokens": 8}));
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let v = resp.json();
+    let p = &r["image_prompt"];
+    assert_eq!(v["usage"]["prompt_tokens"], p["n_prompt_positions"]);
+    let want: String = p["greedy_pieces"].as_array().expect("pieces").iter().map(|x| x.as_str().expect("piece")).collect();
+    assert_eq!(v["choices"][0]["message"]["content"], want.as_str());
+}

@@ -17,7 +17,7 @@ LOG=$(mktemp)
 PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
 for _ in $(seq 1 120); do
-    if curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; then break; fi
+    if python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/health', timeout=2)" 2>/dev/null; then break; fi
     if ! kill -0 $PID 2>/dev/null; then cat "$LOG"; exit 1; fi
     sleep 0.5
 done

@@ -9,6 +9,8 @@ cargo clippy --release --manifest-path components/Cargo.toml --target wasm32-was
 # The components' logic (sampling, stop strings, request validation) also runs natively.
 cargo test --release --manifest-path components/Cargo.toml --lib
 cargo test --release --workspace
+# Reka Edge over HTTP with the official openai Python client (pip, pinned).
+scripts/openai-client-check.sh
 # The GPU build (cargo feature `cuda`) on this GPU-less machine: lint, and the
 # tests that need no device (the GPU weight readers, --device fallback); the
 # kernel tests print why they skip (no libnvrtc / no CUDA device).

@@ -36,7 +36,7 @@ pub struct ConvNextV2Config {
 impl ConvNextV2Config {
     /// The feature map's side for an input of side `image`: `image / (patch · 2^(stages−1))`.
     pub fn feature_side(&self, image: usize) -> usize {
-        image / self.patch_size.max(1) >> self.hidden_sizes.len().saturating_sub(1)
+        (image / self.patch_size.max(1)) >> self.hidden_sizes.len().saturating_sub(1)
     }
 
     /// Channels of the output.

@@ -198,3 +198,40 @@ fn the_host_loads_and_runs_the_written_checkpoint() {
         assert!(m.info.chat_template.as_deref().is_some_and(|t| t.contains("<sep>")));
     }
 }
+
+/// A Reka Edge (Yasa2) config writes its ConvNeXt V2 tower and projector too,
+/// under the real checkpoint's names, and the directory serves images: the
+/// fixture's config (tiny tower, 512-pixel tiles) written with random weights
+/// loads as Reka Edge and turns a tile into 64 embeddings of the decoder's width.
+#[test]
+fn reka_edge_configs_write_their_vision_tower() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reka_edge/config.json");
+    let config = read_json(&fixture);
+    let dir = TempDir::new("edge");
+    let opts = Options { seed: 3, dtype: WeightDtype::Bf16, shard_bytes: 1 << 30, progress: false };
+    write_checkpoint(&config, &dir.0, &opts).expect("checkpoint written");
+    let index = read_json(&dir.0.join("model.safetensors.index.json"));
+    let names: Vec<&str> = index["weight_map"].as_object().expect("map").keys().map(String::as_str).collect();
+    for n in [
+        "model.language_model.embed_tokens.weight",
+        "model.vision_model.backbone.embeddings.patch_embeddings.weight",
+        "model.vision_model.backbone.encoder.stages.3.downsampling_layer.1.weight",
+        "model.vision_model.backbone.encoder.stages.2.layers.1.grn.weight",
+        "model.language_projection.2.bias",
+        "lm_head.weight",
+    ] {
+        assert!(names.contains(&n), "{n} missing");
+    }
+    // The preset's full-size tower: ConvNeXt V2-Huge, ~657.5M parameters.
+    let edge = presets::config_json("reka-edge").expect("preset");
+    let vision: u64 = presets::tensors(&edge).expect("tensors").iter().filter(|t| t.name.starts_with("model.vision_model")).map(|t| t.numel()).sum();
+    assert!((vision as f64 / 657.5e6 - 1.0).abs() < 0.01, "ConvNeXt V2-Huge has {vision} parameters");
+    let m = reka_host::model::load("edge-random", &dir.0).expect("loads as Reka Edge");
+    let media = m.info.media.as_ref().expect("reads images");
+    assert_eq!(media.image.as_ref().map(|i| i.tokens_per_tile), Some(64));
+    let px = vec![0.25f32; 3 * 512 * 512];
+    let span = [reka_protocol::MediaSpan { kind: reka_protocol::MediaKind::Image, position: 0, tokens: 64, items: 1 }];
+    let rows = m.media.as_ref().expect("tower").embed(&span, &px, &[], 64).expect("embeds");
+    assert_eq!(rows.len(), 64);
+    assert!(rows.iter().all(|(_, r)| r.len() == 32 && r.iter().all(|v| v.is_finite())));
+}

@@ -92,17 +92,11 @@ impl Session {
             ));
         }
         let n = ids.len();
-        let embeds = self.media(media, n)?;
-        let run = || self.engine.step_with(self.seq, ids, embeds);
-        // The engine step may wait for other sessions' rows: let tokio move other
-        // tasks off this worker meanwhile.
-        let logits = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(run)
-            }
-            _ => run(),
-        }
-        .map_err(|e| match e {
+        // The media encoders run here, on the request's thread, before its
+        // engine step: other streams keep decoding meanwhile.
+        let embeds = blocking(|| self.media(media, n))?;
+        // The engine step may wait for other sessions' rows.
+        let logits = blocking(|| self.engine.step_with(self.seq, ids, embeds)).map_err(|e| match e {
             StepError::Overloaded(m) => err(ErrorTag::Overloaded, m),
             StepError::Busy(m) => err(ErrorTag::Busy, m),
             StepError::Engine(m) => BackendError::UnsupportedTensorType(format!("engine: {m}")),
@@ -208,5 +202,14 @@ fn top_k_of(t: &Tensor) -> Result<usize, BackendError> {
             k => Err(err(ErrorTag::BadInput, format!("top_k must be positive, got {k}"))),
         },
         _ => Err(err(ErrorTag::BadInput, "top_k must be one i32")),
+    }
+}
+
+/// Runs blocking work; on a multi-threaded tokio runtime, lets tokio move
+/// other tasks off this worker meanwhile.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }

@@ -20,7 +20,7 @@ fn tower(config: &serde_json::Value) -> Result<EdgeVision> {
 /// Times `towers` (name, preset or config path) over `repeats` runs each
 /// (the median is printed) and prints the table.
 pub fn run(towers: &[String], repeats: usize) -> Result<()> {
-    println!("| tower | parameters | input | median ms | ms per tile |");
+    println!("| tower | parameters (tower + projector) | input | median ms | ms per tile |");
     println!("|---|---:|---|---:|---:|");
     for name in towers {
         let config = presets::resolve(name).with_context(|| format!("tower {name}"))?;

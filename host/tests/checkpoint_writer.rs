@@ -1,5 +1,6 @@
-//! The size presets and the random-checkpoint writer: every preset parses as a
-//! Llama config with the expected size; `reka-tiny` written in several shards has
+//! The size presets and the random-checkpoint writer: every preset's decoder
+//! parses as a Llama config with the expected size (Reka Edge's from its
+//! Yasa2 `text_config`); `reka-tiny` written in several shards has
 //! a consistent safetensors layout and index, is deterministic in its seed, and
 //! loads and runs in the host's own checkpoint loader.
 
@@ -64,17 +65,22 @@ fn every_preset_parses_and_has_its_size() {
     let mut sizes = BTreeMap::new();
     for name in presets::names() {
         let v = presets::config_json(name).expect("preset JSON");
-        let text = presets::find(name).expect("listed").config_json;
-        let hf: HfLlamaConfig = serde_json::from_str(text).expect("HfLlamaConfig parses the file");
+        let hf: HfLlamaConfig = presets::hf_config(&v).expect("the decoder's config parses");
         let d = hf.decoder();
         assert_eq!(d.vocab_size, 100352, "{name}: cl100k vocabulary");
         assert_eq!(d.num_heads % d.num_kv_heads, 0, "{name}: grouped-query heads");
         assert!((d.rms_norm_eps - 1e-5).abs() < 1e-12, "{name}: rms_norm_eps");
         assert!(!hf.tie_word_embeddings, "{name}: untied head");
-        assert_eq!(v["architectures"][0], "LlamaForCausalLM", "{name}");
-        assert_eq!(v["model_type"], "llama", "{name}");
+        // Reka Edge is in its Hugging Face (Yasa2) form, the others are Llama.
+        let (arch, kind, text) = if presets::is_edge(&v) {
+            ("Yasa2ForConditionalGeneration", "yasa2", &v["text_config"])
+        } else {
+            ("LlamaForCausalLM", "llama", &v)
+        };
+        assert_eq!(v["architectures"][0], arch, "{name}");
+        assert_eq!(v["model_type"], kind, "{name}");
         assert_eq!(v["torch_dtype"], "bfloat16", "{name}");
-        assert_eq!(v["eos_token_id"], 100257, "{name}: <|endoftext|>");
+        assert_eq!(text["eos_token_id"], 100257, "{name}: <|endoftext|>");
         let params = presets::parameter_count(&hf).expect("count");
         let bytes = presets::weight_bytes(&hf, WeightDtype::Bf16).expect("bytes");
         let per_token = presets::decode_bytes_per_token(&hf, WeightDtype::Bf16).expect("per token");

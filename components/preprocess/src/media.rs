@@ -96,26 +96,20 @@ pub fn prepare(info: &ModelInfo, part: &ContentPart, video_frames: Option<u32>) 
                 Some(n) => n as usize,
                 None => vid.frames as usize,
             };
-            let at_most = vid.sampling == FrameSampling::AtMost;
+            type One = fn(&[u8], usize, &ImageSpec, &Limits) -> Result<reka_media::Pixels, MediaError>;
+            type Many = fn(&[&[u8]], usize, &ImageSpec, &Limits) -> Result<reka_media::Pixels, MediaError>;
+            let (one, many): (One, Many) = match vid.sampling {
+                FrameSampling::AtMost => (reka_media::uhd::video_frames, reka_media::uhd::video_from_images),
+                FrameSampling::Exact => (reka_media::video_frames, reka_media::video_from_images),
+            };
             let s = spec(img, false);
             let px = match urls.as_slice() {
                 [] => return Err("a video part needs a URL or a list of frame URLs".into()),
-                [one] => {
-                    let bytes = fetch::bytes(one, limits.max_bytes)?;
-                    if at_most {
-                        reka_media::uhd::video_frames(&bytes, frames, &s, &limits)
-                    } else {
-                        reka_media::video_frames(&bytes, frames, &s, &limits)
-                    }
-                }
-                many => {
-                    let all = many.iter().map(|u| fetch::bytes(u, limits.max_bytes)).collect::<Result<Vec<_>, _>>()?;
+                [url] => one(&fetch::bytes(url, limits.max_bytes)?, frames, &s, &limits),
+                urls => {
+                    let all = urls.iter().map(|u| fetch::bytes(u, limits.max_bytes)).collect::<Result<Vec<_>, _>>()?;
                     let refs: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
-                    if at_most {
-                        reka_media::uhd::video_from_images(&refs, frames, &s, &limits)
-                    } else {
-                        reka_media::video_from_images(&refs, frames, &s, &limits)
-                    }
+                    many(&refs, frames, &s, &limits)
                 }
             }
             .map_err(|e| bad("video", e))?;

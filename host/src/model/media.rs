@@ -91,6 +91,15 @@ impl VisionTower {
         (g * g) as u32
     }
 
+    /// The patch-grid pooling of an image tile or a video frame.
+    fn pool_for(&self, kind: MediaKind) -> usize {
+        if kind == MediaKind::Image {
+            self.pool
+        } else {
+            self.video_pool
+        }
+    }
+
     /// Embeddings `[items · tokens, hidden]` of `items` tiles or frames.
     fn embed(&self, pixels: &[f32], items: usize, pool: usize) -> candle_core::Result<Tensor> {
         let s = self.size;
@@ -168,7 +177,7 @@ impl Vision {
     /// Tokens per image tile and per video frame.
     fn tokens(&self, kind: MediaKind) -> u32 {
         match self {
-            Vision::Vit(v) => v.tokens(if kind == MediaKind::Image { v.pool } else { v.video_pool }),
+            Vision::Vit(v) => v.tokens(v.pool_for(kind)),
             Vision::Edge(e) => e.vision.tokens() as u32,
         }
     }
@@ -189,7 +198,7 @@ impl Vision {
 
     fn embed(&self, data: &[f32], items: usize, kind: MediaKind) -> candle_core::Result<Tensor> {
         match self {
-            Vision::Vit(v) => v.embed(data, items, if kind == MediaKind::Image { v.pool } else { v.video_pool }),
+            Vision::Vit(v) => v.embed(data, items, v.pool_for(kind)),
             Vision::Edge(e) => e.vision.embed(data, items),
         }
     }

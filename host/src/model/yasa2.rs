@@ -216,7 +216,8 @@ pub fn load_dir(name: &str, dir: &Path, dtype: WeightDtype) -> Result<LoadedMode
     let vision = EdgeVision::from_checkpoint(&ck, &vcfg, cfg.hidden_size).context("loading the vision tower")?;
     let vocab = vocab(Some(dir), cfg.vocab_size)?;
     let tokenizer = Tokenizer::new(&vocab).context("building the tokenizer")?;
-    let mut info = ModelInfo {
+    // `attach` makes it Reka Edge's (chat format, stop tokens, media).
+    let info = ModelInfo {
         name: name.to_string(),
         architecture: "yasa2".into(),
         vocab_size: cfg.vocab_size as u32,
@@ -230,7 +231,6 @@ pub fn load_dir(name: &str, dir: &Path, dtype: WeightDtype) -> Result<LoadedMode
         chat_format: None,
         media: None,
     };
-    edge_info(&mut info, &tokenizer);
     let decoder = Arc::new(super::Llama::new(cfg, weights, &Device::Cpu)?);
     let mut model = LoadedModel {
         decoder,

@@ -11,6 +11,7 @@ pub mod fetch;
 #[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod manifest;
+pub mod metrics;
 pub mod model;
 pub mod native;
 pub mod nn;

@@ -1,0 +1,3 @@
+//! End-to-end tests (over a real socket): hardening.
+
+mod support;

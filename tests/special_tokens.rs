@@ -1,0 +1,3 @@
+//! End-to-end tests (over a real socket): special_tokens.
+
+mod support;

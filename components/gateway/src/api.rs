@@ -208,6 +208,19 @@ pub fn messages(o: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
         .collect()
 }
 
+/// Reads `parse_special` of a completions request: whether special token
+/// strings in the prompt (e.g. `<|im_start|>`) become special tokens. Off by
+/// default, so a prompt is plain text. The name is llama.cpp's
+/// (`llama_tokenize`'s `parse_special`, llama-server's `/tokenize`); vLLM has
+/// no such option (it always parses them).
+pub fn parse_special(o: &Map<String, Value>) -> Result<bool, ApiError> {
+    match o.get("parse_special") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::invalid("parse_special", "`parse_special` must be a boolean.")),
+    }
+}
+
 /// Reads `prompt` of a completions request: a string, a list of one string, or token ids.
 pub fn prompt(o: &Map<String, Value>) -> Result<PromptInput, ApiError> {
     let bad = || ApiError::invalid("prompt", "`prompt` must be a string, a list of one string, or a list of token ids.");
@@ -272,6 +285,17 @@ mod tests {
         for bad in [json!({"temperature": 3}), json!({"top_p": 0}), json!({"max_tokens": 0}),
                     json!({"n": 2}), json!({"stop": [1]}), json!({"stream": "yes"})] {
             assert_eq!(options(&obj(bad.clone())).map(|_| ()).unwrap_err().status, 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parse_special_is_an_explicit_boolean_off_by_default() {
+        assert_eq!(parse_special(&obj(json!({"prompt": "x"}))).ok(), Some(false));
+        assert_eq!(parse_special(&obj(json!({"parse_special": null}))).ok(), Some(false));
+        assert_eq!(parse_special(&obj(json!({"parse_special": true}))).ok(), Some(true));
+        assert_eq!(parse_special(&obj(json!({"parse_special": false}))).ok(), Some(false));
+        for bad in [json!("true"), json!(1), json!([true])] {
+            assert!(parse_special(&obj(json!({"parse_special": bad}))).is_err());
         }
     }
 

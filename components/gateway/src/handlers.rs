@@ -138,12 +138,13 @@ pub fn completions(req: IncomingRequest, out: ResponseOutparam) -> Result<(), St
         let o = api::object(&http::read_body(&req)?)?;
         let opts = api::options(&o)?;
         let input = api::prompt(&o)?;
+        let parse_special = api::parse_special(&o)?;
         let model = model_name(&opts)?;
         let prompt = match input {
-            PromptInput::Text(t) => preprocess::encode_text(&model, &t)?,
+            PromptInput::Text(t) => preprocess::encode_text(&model, &t, parse_special)?,
             PromptInput::Ids(ids) => Prompt {
                 token_ids: ids,
-                ..preprocess::encode_text(&model, "")?
+                ..preprocess::encode_text(&model, "", false)?
             },
         };
         Ok::<_, ApiError>((model, prompt, opts))

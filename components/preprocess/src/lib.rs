@@ -1,6 +1,13 @@
 //! The preprocess component: renders chat messages with the model's own chat
 //! template and tokenises with the model's own vocabulary, both read through
 //! wasi:nn model metadata.
+//!
+//! Special tokens come only from the template: request text (roles and
+//! message contents) is marked as literal before rendering
+//! ([`Tokenizer::mark_literal`]) and read as plain text when the rendered
+//! prompt is tokenised ([`Tokenizer::encode_marked`]), so a message cannot
+//! forge the model's role markers. A completions prompt is plain text unless
+//! the request sets `parse_special`.
 
 mod edge_chat;
 mod fetch;
@@ -34,11 +41,28 @@ fn model(name: &str) -> Result<(ModelInfo, Tokenizer), Error> {
     Session::open(name).and_then(|s| s.model()).map_err(to_error)
 }
 
+/// How the text of a prompt becomes tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Special {
+    /// A rendered chat prompt: special tokens where the template wrote them;
+    /// request text, marked by [`request_text`], is plain text.
+    Template,
+    /// A completions prompt: special token strings are parsed everywhere
+    /// (the request's `parse_special`) or nowhere.
+    Parse(bool),
+}
+
+/// Request text as a template gets it: media markers scrubbed ([`media::scrub`])
+/// and special token strings marked as literal text.
+fn request_text(tok: &Tokenizer, text: &str) -> String {
+    tok.mark_literal(&media::scrub(text))
+}
+
 /// Tokenises a rendered prompt whose media markers are replaced by their
 /// placeholder tokens (between the media's wrap tokens, if it has them);
 /// `media` are the prepared parts the markers name. `thinking`: the prompt
 /// opened the format's reasoning.
-fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, media: Vec<Prepared>, format: Option<template::Format>, thinking: bool) -> Prompt {
+fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, media: Vec<Prepared>, format: Option<template::Format>, thinking: bool, special: Special) -> Prompt {
     let mut ids = Vec::new();
     if let (true, Some(bos)) = (info.add_bos, info.bos_token_id) {
         ids.push(bos);
@@ -49,7 +73,10 @@ fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, media: Vec<Prepared>, f
     let mut media: Vec<Option<Prepared>> = media.into_iter().map(Some).collect();
     for piece in media::split(text) {
         match piece {
-            Piece::Text(t) => body.extend(tok.encode(t, true)),
+            Piece::Text(t) => body.extend(match special {
+                Special::Template => tok.encode_marked(t),
+                Special::Parse(parse) => tok.encode(t, parse),
+            }),
             Piece::Media(i) => {
                 if let Some(m) = media.get_mut(i).and_then(Option::take) {
                     let (n, wrap) = (m.tokens as usize, m.wrap);
@@ -97,52 +124,65 @@ fn prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, media: Vec<Prepared>, f
     }
 }
 
-impl Guest for Preprocess {
-    fn encode_chat(model_name: String, messages: Vec<ChatMessage>, options: ChatOptions) -> Result<Prompt, Error> {
-        if messages.is_empty() {
-            return Err(Error {
-                kind: ErrorKind::InvalidRequest,
-                message: "`messages` must not be empty".into(),
-            });
-        }
-        let (info, tok) = model(&model_name)?;
-        let invalid = |message: String| Error { kind: ErrorKind::InvalidRequest, message };
-        let format = template::Format::of(&info);
-        let mut prepared = Vec::new();
-        let mut turns = Vec::with_capacity(messages.len());
-        for m in &messages {
-            // (is text, text or media marker)
-            let mut pieces: Vec<(bool, String)> = Vec::with_capacity(m.content.len());
-            for part in &m.content {
-                match part {
-                    ContentPart::Text(t) => pieces.push((true, media::scrub(t))),
-                    media => {
-                        if let Some(p) = media::prepare(&info, media, options.video_frames).map_err(invalid)? {
-                            pieces.push((false, media::marker(prepared.len())));
-                            prepared.push(p);
-                        }
+/// A chat request's prompt: `messages` rendered in the model's chat format
+/// (media fetched and prepared), request text read as text.
+fn chat_prompt(info: &ModelInfo, tok: &Tokenizer, messages: &[ChatMessage], options: ChatOptions) -> Result<Prompt, Error> {
+    if messages.is_empty() {
+        return Err(Error {
+            kind: ErrorKind::InvalidRequest,
+            message: "`messages` must not be empty".into(),
+        });
+    }
+    let invalid = |message: String| Error { kind: ErrorKind::InvalidRequest, message };
+    let format = template::Format::of(info);
+    let mut prepared = Vec::new();
+    let mut turns = Vec::with_capacity(messages.len());
+    for m in messages {
+        // (is text, text or media marker)
+        let mut pieces: Vec<(bool, String)> = Vec::with_capacity(m.content.len());
+        for part in &m.content {
+            match part {
+                ContentPart::Text(t) => pieces.push((true, request_text(tok, t))),
+                media => {
+                    if let Some(p) = media::prepare(info, media, options.video_frames).map_err(invalid)? {
+                        pieces.push((false, media::marker(prepared.len())));
+                        prepared.push(p);
                     }
                 }
             }
-            let content = if format == template::Format::RekaEdge {
-                edge_chat::join_parts(pieces.iter().map(|(t, s)| (*t, s.as_str())))
-            } else {
-                pieces.into_iter().map(|p| p.1).collect()
-            };
-            turns.push(template::Turn { role: m.role.clone(), content });
         }
-        let thinking = options.enable_thinking == Some(true) && format.reasoning().is_some() && format == template::Format::RekaEdge;
-        let text = template::render(&info, &tok, &turns, thinking).map_err(|message| Error {
-            kind: ErrorKind::InvalidRequest,
-            message,
-        })?;
-        Ok(prompt(&info, &tok, &text, prepared, Some(format), thinking))
+        let content = if format == template::Format::RekaEdge {
+            edge_chat::join_parts(pieces.iter().map(|(t, s)| (*t, s.as_str())))
+        } else {
+            pieces.into_iter().map(|p| p.1).collect()
+        };
+        turns.push(template::Turn { role: request_text(tok, &m.role), content });
+    }
+    let thinking = options.enable_thinking == Some(true) && format.reasoning().is_some() && format == template::Format::RekaEdge;
+    let text = template::render(info, tok, &turns, thinking).map_err(invalid)?;
+    Ok(prompt(info, tok, &text, prepared, Some(format), thinking, Special::Template))
+}
+
+/// A completions request's prompt: `text` as it is, special token strings
+/// parsed only with `parse_special`.
+fn text_prompt(info: &ModelInfo, tok: &Tokenizer, text: &str, parse_special: bool) -> Prompt {
+    prompt(info, tok, &media::scrub(text), Vec::new(), None, false, Special::Parse(parse_special))
+}
+
+impl Guest for Preprocess {
+    fn encode_chat(model_name: String, messages: Vec<ChatMessage>, options: ChatOptions) -> Result<Prompt, Error> {
+        media::precheck(&messages).map_err(|message| Error { kind: ErrorKind::InvalidRequest, message })?;
+        let (info, tok) = model(&model_name)?;
+        chat_prompt(&info, &tok, &messages, options)
     }
 
-    fn encode_text(model_name: String, text: String) -> Result<Prompt, Error> {
+    fn encode_text(model_name: String, text: String, parse_special: bool) -> Result<Prompt, Error> {
         let (info, tok) = model(&model_name)?;
-        Ok(prompt(&info, &tok, &media::scrub(&text), Vec::new(), None, false))
+        Ok(text_prompt(&info, &tok, &text, parse_special))
     }
 }
 
 export!(Preprocess);
+
+#[cfg(test)]
+mod tests;

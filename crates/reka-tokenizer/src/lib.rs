@@ -245,35 +245,70 @@ impl Tokenizer {
     /// text — except user-defined tokens (type 4), which llama.cpp always
     /// matches, as does this tokenizer.
     pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
-        let mut out = Vec::with_capacity(text.len() / 3 + 1);
-        let mut scratch = bpe::Scratch::default();
-        let mut initial = Vec::new();
-        let mut mapped = String::new();
+        let mut enc = Encoder::new(text.len());
         for frag in self.specials.partition(text, parse_special) {
-            let range = match frag {
-                Fragment::Token(id) => {
-                    out.push(id);
-                    continue;
-                }
-                Fragment::Text(range) => range,
-            };
-            let chunk = &text[range];
-            for piece in self.pre.split(chunk) {
-                let piece = &chunk.as_bytes()[piece];
-                if self.ignore_merges {
-                    mapped.clear();
-                    bytes::encode_mapped(piece, &mut mapped);
-                    if let Some(id) = self.text_index.get(&self.texts, mapped.as_bytes()) {
-                        out.push(id);
-                        continue;
-                    }
-                }
-                initial.clear();
-                initial.extend(piece.iter().map(|&b| self.byte_ids[usize::from(b)]));
-                bpe::merge(&self.merges, &initial, &mut scratch, &mut out);
+            match frag {
+                Fragment::Token(id) => enc.out.push(id),
+                Fragment::Text(range) => enc.text(self, &text[range]),
             }
         }
+        enc.out
+    }
+
+    /// `text` made literal for [`Tokenizer::encode_marked`]: each special
+    /// token string that `encode(text, false)` would read as text (control
+    /// and unknown tokens) is put between [`LITERAL_START`] and
+    /// [`LITERAL_END`]. Those two characters, where `text` has them, are
+    /// replaced by U+FFFD first, so that text cannot place or cancel marks.
+    /// Text without special token strings comes back unchanged (but for
+    /// that replacement).
+    pub fn mark_literal(&self, text: &str) -> String {
+        let clean = if text.contains([LITERAL_START, LITERAL_END]) {
+            text.replace([LITERAL_START, LITERAL_END], "\u{FFFD}")
+        } else {
+            text.to_string()
+        };
+        let spans = self.specials.parse_only_spans(&clean);
+        if spans.is_empty() {
+            return clean;
+        }
+        let mut out = String::with_capacity(clean.len() + spans.len() * 6);
+        let mut pos = 0;
+        for r in spans {
+            out.push_str(&clean[pos..r.start]);
+            out.push(LITERAL_START);
+            out.push_str(&clean[r.clone()]);
+            out.push(LITERAL_END);
+            pos = r.end;
+        }
+        out.push_str(&clean[pos..]);
         out
+    }
+
+    /// Encodes a prompt written from a template and request text: special
+    /// token strings become special tokens (as `encode(text, true)`) except
+    /// where they overlap a stretch from a [`LITERAL_START`] to the next
+    /// [`LITERAL_END`] (what [`Tokenizer::mark_literal`] wrote), which is
+    /// read as text; the marks themselves are dropped. Without marks this is
+    /// exactly `encode(text, true)`.
+    pub fn encode_marked(&self, text: &str) -> Vec<u32> {
+        if !text.contains([LITERAL_START, LITERAL_END]) {
+            return self.encode(text, true);
+        }
+        let literal = literal_ranges(text);
+        let mut enc = Encoder::new(text.len());
+        let mut unmarked = String::new();
+        for frag in self.specials.partition_except(text, &literal) {
+            match frag {
+                Fragment::Token(id) => enc.out.push(id),
+                Fragment::Text(range) => {
+                    unmarked.clear();
+                    unmarked.extend(text[range].chars().filter(|&c| c != LITERAL_START && c != LITERAL_END));
+                    enc.text(self, &unmarked);
+                }
+            }
+        }
+        enc.out
     }
 
     /// The raw bytes a token stands for: the byte-level text decoded for
@@ -320,6 +355,70 @@ impl Tokenizer {
     /// Number of tokens in the vocabulary.
     pub fn vocab_size(&self) -> usize {
         self.texts.len()
+    }
+}
+
+/// Opens a stretch of request text in a prompt for
+/// [`Tokenizer::encode_marked`] (a Unicode noncharacter, reserved for such
+/// internal use).
+pub const LITERAL_START: char = '\u{FDD0}';
+/// Closes the stretch that [`LITERAL_START`] opened.
+pub const LITERAL_END: char = '\u{FDD1}';
+
+/// The byte ranges of `text` from each [`LITERAL_START`] to the next
+/// [`LITERAL_END`], marks included; a start with no end, or followed by
+/// another start first, opens nothing. Sorted and disjoint.
+fn literal_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut open = None;
+    for (i, c) in text.char_indices() {
+        if c == LITERAL_START {
+            open = Some(i);
+        } else if c == LITERAL_END {
+            if let Some(start) = open.take() {
+                out.push(start..i + c.len_utf8());
+            }
+        }
+    }
+    out
+}
+
+/// The BPE stage of encoding: plain text in, token ids out, with its
+/// scratch buffers kept across calls.
+struct Encoder {
+    out: Vec<u32>,
+    scratch: bpe::Scratch,
+    initial: Vec<u32>,
+    mapped: String,
+}
+
+impl Encoder {
+    fn new(text_len: usize) -> Self {
+        Self {
+            out: Vec::with_capacity(text_len / 3 + 1),
+            scratch: bpe::Scratch::default(),
+            initial: Vec::new(),
+            mapped: String::new(),
+        }
+    }
+
+    /// Pre-tokenises `chunk` (text with no special tokens left to find) and
+    /// merges each piece.
+    fn text(&mut self, tok: &Tokenizer, chunk: &str) {
+        for piece in tok.pre.split(chunk) {
+            let piece = &chunk.as_bytes()[piece];
+            if tok.ignore_merges {
+                self.mapped.clear();
+                bytes::encode_mapped(piece, &mut self.mapped);
+                if let Some(id) = tok.text_index.get(&tok.texts, self.mapped.as_bytes()) {
+                    self.out.push(id);
+                    continue;
+                }
+            }
+            self.initial.clear();
+            self.initial.extend(piece.iter().map(|&b| tok.byte_ids[usize::from(b)]));
+            bpe::merge(&tok.merges, &self.initial, &mut self.scratch, &mut self.out);
+        }
     }
 }
 

@@ -44,11 +44,41 @@ impl SpecialMatcher {
 
     /// Splits `text` into plain-text stretches and special tokens.
     pub fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
+        fragments(text, self.select(text, |_, always| parse_special || always))
+    }
+
+    /// The byte ranges of the tokens that are matched only when special
+    /// parsing is on (control and unknown tokens), as [`Self::partition`]
+    /// with parsing on would take them if they were the only candidates;
+    /// sorted and disjoint.
+    pub fn parse_only_spans(&self, text: &str) -> Vec<Range<usize>> {
+        self.select(text, |_, always| !always)
+            .into_iter()
+            .map(|h| h.start..h.start + h.len)
+            .collect()
+    }
+
+    /// [`Self::partition`] with special parsing on, except that a token
+    /// matched only when parsing is on is not taken where it overlaps one of
+    /// `literal` (byte ranges, sorted and disjoint): there the text stays text.
+    pub fn partition_except(&self, text: &str, literal: &[Range<usize>]) -> Vec<Fragment> {
+        let overlaps = |r: Range<usize>| {
+            let i = literal.partition_point(|l| l.end <= r.start);
+            literal.get(i).is_some_and(|l| l.start < r.end)
+        };
+        fragments(text, self.select(text, |r, always| always || !overlaps(r)))
+    }
+
+    /// The occurrences taken, sorted by start: every occurrence whose
+    /// (byte range, always matched) `keep` accepts is a candidate; longest
+    /// token first, one token's occurrences left to right, each taken if it
+    /// overlaps none taken before.
+    fn select(&self, text: &str, keep: impl Fn(Range<usize>, bool) -> bool) -> Vec<Hit> {
         let bytes = text.as_bytes();
         let mut hits = Vec::new();
         for (start, &b) in bytes.iter().enumerate() {
             for (id, tok, always) in &self.buckets[usize::from(b)] {
-                if (parse_special || *always) && bytes[start..].starts_with(tok.as_bytes()) {
+                if bytes[start..].starts_with(tok.as_bytes()) && keep(start..start + tok.len(), *always) {
                     hits.push(Hit {
                         start,
                         len: tok.len(),
@@ -56,13 +86,6 @@ impl SpecialMatcher {
                     });
                 }
             }
-        }
-        if hits.is_empty() {
-            return if text.is_empty() {
-                Vec::new()
-            } else {
-                vec![Fragment::Text(0..text.len())]
-            };
         }
         // Longest token first; one token's occurrences left to right.
         hits.sort_by_key(|h| (std::cmp::Reverse(h.len), h.id, h.start));
@@ -75,20 +98,25 @@ impl SpecialMatcher {
                 taken.insert(at, h);
             }
         }
-        let mut out = Vec::with_capacity(taken.len() * 2 + 1);
-        let mut pos = 0;
-        for t in taken {
-            if t.start > pos {
-                out.push(Fragment::Text(pos..t.start));
-            }
-            out.push(Fragment::Token(t.id));
-            pos = t.start + t.len;
-        }
-        if pos < text.len() {
-            out.push(Fragment::Text(pos..text.len()));
-        }
-        out
+        taken
     }
+}
+
+/// `text` cut at the `taken` occurrences (sorted by start, disjoint).
+fn fragments(text: &str, taken: Vec<Hit>) -> Vec<Fragment> {
+    let mut out = Vec::with_capacity(taken.len() * 2 + 1);
+    let mut pos = 0;
+    for t in taken {
+        if t.start > pos {
+            out.push(Fragment::Text(pos..t.start));
+        }
+        out.push(Fragment::Token(t.id));
+        pos = t.start + t.len;
+    }
+    if pos < text.len() {
+        out.push(Fragment::Text(pos..text.len()));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -137,5 +165,23 @@ mod tests {
             m.partition("|>x<|a|>", true),
             [Fragment::Token(4), Fragment::Token(1)]
         );
+    }
+
+    #[test]
+    fn literal_ranges_keep_parse_only_tokens_as_text() {
+        let m = matcher();
+        let t = "<|a|>x<u> <|a|>";
+        assert_eq!(m.parse_only_spans(t), [0..6, 10..15]);
+        // Only the second `<|a|>` lies outside the literal range; `<u>`
+        // (always matched) is found inside it too.
+        assert_eq!(
+            m.partition_except(t, &[0..6]),
+            [Fragment::Text(0..6), Fragment::Token(3), Fragment::Text(9..10), Fragment::Token(1)]
+        );
+        // A shorter token inside a literal range is not taken either.
+        assert_eq!(m.partition_except("<|a|>x", &[0..6]), [Fragment::Text(0..6)]);
+        // A token next to a range (not overlapping it) is taken.
+        assert_eq!(m.partition_except("ab<|a|>", &[0..2]), [Fragment::Text(0..2), Fragment::Token(1)]);
+        assert_eq!(m.partition_except(t, &[]), m.partition(t, true));
     }
 }

@@ -24,6 +24,7 @@ fn main() -> Result<()> {
         "components/generate",
         "components/guest",
         "components/p3-hello",
+        "components/misbehave",
         "crates",
         "wit",
     ] {
@@ -34,7 +35,8 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let built = build_components(&root)?;
-    // The first three make the app; p3-hello is a test guest for the p3 path.
+    // The first three make the app; p3-hello (the p3 path) and misbehave (the
+    // per-request limits) are test guests.
     let app = compose(&built[..3])?;
     let out_dir = root.join("target").join("wasm");
     std::fs::create_dir_all(&out_dir)?;
@@ -79,7 +81,7 @@ fn build_components(root: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
         );
     }
     let dir = target_dir.join(TARGET).join("release");
-    Ok(["gateway", "preprocess", "generate", "p3_hello"]
+    Ok(["gateway", "preprocess", "generate", "p3_hello", "misbehave"]
         .into_iter()
         .map(|n| (n, dir.join(format!("reka_{n}.wasm"))))
         .collect())

@@ -4,12 +4,17 @@
 pub mod bench;
 pub mod bench_media;
 pub mod bench_tower;
+pub mod access;
 pub mod checkpoint_writer;
+pub mod connections;
 pub mod device;
 pub mod errors;
 pub mod fetch;
+pub mod guarded_body;
+pub mod http_args;
 #[cfg(feature = "cuda")]
 pub mod gpu;
+pub mod limits;
 pub mod manifest;
 pub mod metrics;
 pub mod model;
@@ -21,3 +26,4 @@ pub mod presets;
 pub mod runtime_config;
 pub mod server;
 pub mod state;
+pub mod timed_body;

@@ -41,6 +41,8 @@ enum Cmd {
         mmproj: Option<PathBuf>,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        http: reka_host::http_args::HttpArgs,
     },
     /// Download, verify and cache the default models (text and multimodal).
     Fetch,
@@ -277,6 +279,7 @@ fn main() -> Result<()> {
             model_name,
             mmproj,
             engine,
+            http,
         } => {
             let specs = match (runtime_config, model) {
                 (Some(rc), _) => runtime_config::load(&rc)?,
@@ -287,7 +290,7 @@ fn main() -> Result<()> {
                     ModelSpec { name: fetch::MULTIMODAL_NAME.into(), path: fetch::ensure_multimodal(&fetch::cache_dir())?, mmproj: None },
                 ],
             };
-            serve(&listen, &manifest, &specs, &engine)
+            serve(&listen, &manifest, &specs, &engine, &http)
         }
         #[cfg(feature = "cuda")]
         Cmd::GpuBench {
@@ -383,7 +386,14 @@ fn load(spec: &ModelSpec, dtype: model::WeightDtype) -> Result<model::LoadedMode
     Ok(m)
 }
 
-fn serve(listen: &str, manifest_path: &std::path::Path, specs: &[ModelSpec], engine: &EngineArgs) -> Result<()> {
+fn serve(
+    listen: &str,
+    manifest_path: &std::path::Path,
+    specs: &[ModelSpec],
+    engine: &EngineArgs,
+    http: &reka_host::http_args::HttpArgs,
+) -> Result<()> {
+    let policy = http.policy();
     let app = manifest::App::load(manifest_path)?;
     let placer = reka_host::device::Placer::new(engine.device)?;
     let mut loaded = Vec::new();
@@ -400,7 +410,7 @@ fn serve(listen: &str, manifest_path: &std::path::Path, specs: &[ModelSpec], eng
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let engine = server::engine()?;
-        let server = Arc::new(server::Server::new(&engine, app, models)?);
+        let server = Arc::new(server::Server::with_policy(&engine, app, models, policy)?);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;

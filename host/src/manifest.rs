@@ -2,6 +2,7 @@
 //! triggers with routes, and components with `source`, `files`,
 //! `allowed_outbound_hosts`, `environment` and `variables`.
 
+use crate::limits::{GuestLimits, TOOL};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -54,6 +55,10 @@ struct RawComponent {
     environment: BTreeMap<String, String>,
     #[serde(default)]
     variables: BTreeMap<String, String>,
+    /// Settings for tools other than Spin (Spin ignores them); ours are in
+    /// `tool.reka-host`, see [`GuestLimits`].
+    #[serde(default)]
+    tool: BTreeMap<String, toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +84,8 @@ pub struct Component {
     pub allowed_outbound_hosts: Vec<String>,
     /// Environment of the guest: `environment` plus resolved `variables`.
     pub env: Vec<(String, String)>,
+    /// Memory and time limits of each request's instance.
+    pub limits: GuestLimits,
 }
 
 /// A route and the component that serves it.
@@ -147,6 +154,8 @@ impl App {
                     },
                 })
                 .collect();
+            let limits = GuestLimits::from_tool_table(c.tool.get(TOOL))
+                .with_context(|| format!("component {id}"))?;
             components.insert(
                 id.clone(),
                 Component {
@@ -155,6 +164,7 @@ impl App {
                     mounts,
                     allowed_outbound_hosts: c.allowed_outbound_hosts,
                     env: env_vars,
+                    limits,
                 },
             );
         }
@@ -242,6 +252,10 @@ allowed_outbound_hosts = ["https://example.com"]
 message = "{{ greeting }}, world"
 [component.probe]
 source = "/abs/probe.wasm"
+[component.probe.tool.reka-host]
+max_memory_mb = 32
+[component.probe.tool.other-tool]
+anything = "goes"
 "#;
 
     #[test]
@@ -254,6 +268,8 @@ source = "/abs/probe.wasm"
         assert_eq!(api.mounts[0].guest, "/static");
         assert_eq!(api.mounts[1].host, Path::new("/app/data"));
         assert_eq!(app.route("/health").map(|c| c.id.as_str()), Some("probe"));
+        assert_eq!(app.route("/health").map(|c| c.limits.max_memory_bytes), Some(32 << 20));
+        assert_eq!(api.limits, GuestLimits::default());
         assert!(app.route("/v2/x").is_none());
         assert!(app.route("/v1x").is_none());
         Ok(())

@@ -97,9 +97,11 @@ impl HandlerState for P3State {
     type WorkerState = OneRequest;
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<RequestState, OneShot, OneRequest>> {
-        let state = RequestState::new(&self.spec, &self.models, self.outbound.clone())
+        let hit = crate::limits::LimitHit::default();
+        let state = RequestState::new(&self.spec, &self.models, self.outbound.clone(), hit.clone())
             .map_err(|e| wasmtime::format_err!("{e:#}"))?;
         let mut store = Store::new(self.pre.engine(), state);
+        crate::limits::apply(&mut store, self.spec.limits, hit);
         let proxy = ProxyPre::P3(self.pre.clone()).instantiate_async(&mut store).await?;
         Ok(Instance {
             store,

@@ -1,8 +1,19 @@
 //! The HTTP server: accepts connections, routes each request by `spin.toml` to a
 //! pre-instantiated component, and runs it in a fresh [`Store`] with WASI,
 //! `wasi:http` and our `wasi:nn` backend. Models are shared by every store.
+//!
+//! Around that: the [`Policy`] (API keys, CORS, caps on connections and
+//! requests in flight, timeouts), per-request wasm limits (crate::limits),
+//! cancellation of requests whose client has gone (crate::guarded_body), a
+//! request id on every response, and a shutdown that refuses new connections
+//! at once and ends open event streams cleanly.
 
+use crate::access::{ApiKeys, Cors};
+use crate::connections::{AcceptErrors, Admission, ConnLimits, Connections};
+use crate::guarded_body::{Deadline, GuardedBody, GuestTask, Held};
+use crate::limits::LimitHit;
 use crate::manifest::{App, Component as AppComponent};
+use crate::timed_body::TimedBody;
 use crate::nn::Models;
 use crate::outbound::OutboundPolicy;
 use crate::p3::P3State;
@@ -13,8 +24,13 @@ use anyhow::{Context, Result};
 use hyper::server::conn::http1;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use std::time::{Duration, Instant};
+use hyper_util::rt::TokioTimer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tracing::Instrument;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi_http::io::TokioIo;
@@ -35,11 +51,48 @@ enum Served {
     P3(ProxyHandler<P3State>),
 }
 
+/// How the server treats its clients: keys, CORS, and how much each may hold.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub api_keys: ApiKeys,
+    pub cors: Cors,
+    pub conn: ConnLimits,
+    /// Requests being answered at once; more get 503 with Retry-After.
+    pub max_in_flight: usize,
+    /// How long shutdown waits for open requests before ending them.
+    pub shutdown_grace: Duration,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            api_keys: ApiKeys::default(),
+            cors: Cors::default(),
+            conn: ConnLimits {
+                max_connections: ConnLimits::default_max_connections(),
+                idle_timeout: Duration::from_secs(30),
+                header_timeout: Duration::from_secs(10),
+            },
+            max_in_flight: 256,
+            shutdown_grace: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Everything a request needs, shared by all connections.
 pub struct Server {
     app: App,
     components: HashMap<String, Served>,
     models: Models,
+    policy: Policy,
+    conns: Arc<Connections>,
+    in_flight: Arc<Semaphore>,
+    /// Becomes true when the shutdown deadline has come.
+    deadline: watch::Sender<bool>,
+    next_id: AtomicU64,
 }
 
 /// The wasmtime engine configuration used for serving.
@@ -47,12 +100,21 @@ pub fn engine() -> Result<Engine> {
     let mut cfg = wasmtime::Config::new();
     cfg.wasm_component_model(true);
     cfg.wasm_component_model_async(true);
-    Engine::new(&cfg).map_err(|e| anyhow::anyhow!("{e}"))
+    // Per-request time limits and cancellation points (crate::limits).
+    cfg.epoch_interruption(true);
+    let engine = Engine::new(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::limits::start_ticker(&engine).context("starting the epoch ticker")?;
+    Ok(engine)
 }
 
 impl Server {
     /// Compiles and pre-instantiates every component of `app`.
     pub fn new(engine: &Engine, app: App, models: Models) -> Result<Self> {
+        Self::with_policy(engine, app, models, Policy::default())
+    }
+
+    /// As [`Server::new`], treating clients by `policy`.
+    pub fn with_policy(engine: &Engine, app: App, models: Models, policy: Policy) -> Result<Self> {
         let mut linker: Linker<RequestState> = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wt)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(wt)?;
@@ -62,7 +124,7 @@ impl Server {
             .map_err(wt)?;
         let mut components = HashMap::new();
         for (id, spec) in &app.components {
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let component = Component::from_file(engine, &spec.source)
                 .map_err(wt)
                 .with_context(|| format!("compiling component {id} from {}", spec.source.display()))?;
@@ -94,10 +156,18 @@ impl Server {
             app,
             components,
             models,
+            conns: Connections::new(policy.conn),
+            in_flight: Arc::new(Semaphore::new(policy.max_in_flight.max(1))),
+            policy,
+            deadline: watch::channel(false).0,
+            next_id: AtomicU64::new(0),
         })
     }
 
-    /// Serves on `listener` until `shutdown` resolves; in-flight connections finish.
+    /// Serves on `listener` until `shutdown` resolves. Then the listener closes
+    /// at once (new connections are refused), idle connections close, open
+    /// requests get [`Policy::shutdown_grace`] to finish, and event streams still
+    /// open after it end with an error event and `[DONE]`.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
@@ -105,87 +175,205 @@ impl Server {
     ) -> Result<()> {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut tasks = tokio::task::JoinSet::new();
+        let mut errors = AcceptErrors::default();
+        let (stop_tx, stop_rx) = watch::channel(false);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(a) => a,
-                        Err(e) => { tracing::warn!("accept failed: {e}"); continue; }
+                        Err(e) => {
+                            // Out of descriptors (or another transient error): make
+                            // room if an idle connection can go, and back off.
+                            self.conns.close_longest_idle();
+                            tokio::time::sleep(errors.failed(&e)).await;
+                            continue;
+                        }
                     };
+                    errors.succeeded();
+                    while tasks.try_join_next().is_some() {}
                     let server = self.clone();
-                    tasks.spawn(async move { server.connection(stream, peer).await });
+                    let stop = stop_rx.clone();
+                    tasks.spawn(async move { server.connection(stream, peer, stop).await });
                 }
             }
         }
-        tracing::info!("shutting down; waiting for {} connection(s)", tasks.len());
+        drop(listener);
+        let _ = stop_tx.send(true);
+        tracing::info!("shutting down: listener closed; waiting up to {:?} for {} connection(s)", self.policy.shutdown_grace, tasks.len());
         let drain = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(std::time::Duration::from_secs(10), drain).await.is_err() {
-            tracing::warn!("connections still open after 10 s; closing them");
+        let mut drain = std::pin::pin!(drain);
+        if tokio::time::timeout(self.policy.shutdown_grace, &mut drain).await.is_err() {
+            tracing::warn!("requests still open after {:?}; ending them", self.policy.shutdown_grace);
+            let _ = self.deadline.send(true);
+            if tokio::time::timeout(Duration::from_secs(2), &mut drain).await.is_err() {
+                self.conns.close_all();
+                let _ = tokio::time::timeout(Duration::from_secs(1), &mut drain).await;
+            }
         }
         Ok(())
     }
 
-    async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
+        let handle = match self.conns.admit() {
+            Admission::Serve(h) => h,
+            Admission::Refuse => return refuse(stream).await,
+        };
+        let id = handle.id();
+        let server = self.clone();
         let service = hyper::service::service_fn(move |req| {
-            let server = self.clone();
-            async move { server.handle(req).await }
+            let server = server.clone();
+            async move { server.handle(req, id).await }
         });
-        if let Err(e) = http1::Builder::new()
+        let mut builder = http1::Builder::new();
+        builder
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service)
-            .await
-        {
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.policy.conn.header_timeout);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let mut conn = std::pin::pin!(conn);
+        let mut draining = false;
+        let result = loop {
+            tokio::select! {
+                r = conn.as_mut() => break r,
+                _ = handle.close.notified() => { tracing::debug!(%peer, "connection closed to make room"); return; }
+                _ = handle.idle_expired() => { tracing::debug!(%peer, "idle connection closed"); return; }
+                _ = stop.changed(), if !draining => {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        };
+        if let Err(e) = result {
             tracing::debug!(%peer, "connection ended: {e}");
+        }
+    }
+
+    /// A request id: the client's `x-request-id` if it is a sane one, else a new one.
+    fn request_id(&self, headers: &hyper::HeaderMap) -> String {
+        let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| {
+            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        });
+        match given {
+            Some(v) => v.to_string(),
+            None => {
+                let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+                format!("req-{t:x}-{n}")
+            }
         }
     }
 
     async fn handle(
         &self,
         req: hyper::Request<hyper::body::Incoming>,
+        conn: u64,
     ) -> Result<hyper::Response<HyperOutgoingBody>, std::convert::Infallible> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
-        let started = std::time::Instant::now();
-        let resp = match self.app.route(&path).and_then(|c| self.components.get(&c.id)) {
-            Some(served) => match self.run(served, req).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(%path, "component failed: {e:#}");
-                    crate::errors::response(500, "server_error", &format!("the request failed: {e}"))
-                }
-            },
-            None => crate::errors::response(404, "not_found", &format!("no route for {path}")),
+        let started = Instant::now();
+        let request_id = self.request_id(req.headers());
+        let req_headers = req.headers().clone();
+        let span = tracing::info_span!("request", id = %request_id);
+        let mut held = Held { busy: Some(self.conns.busy(conn)), ..Held::default() };
+        let mut resp = self.respond(req, &path, &method, &mut held).instrument(span.clone()).await;
+        let preflight = self.policy.cors.is_preflight(&method, &req_headers);
+        self.policy.cors.decorate(&req_headers, resp.headers_mut(), preflight);
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        let status = resp.status().as_u16();
+        crate::metrics::http_request(status);
+        let _enter = span.enter();
+        tracing::info!(%method, %path, status, first_byte_ms = started.elapsed().as_secs_f64() * 1e3, "request");
+        let is_sse = resp
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let deadline: Option<Deadline> = is_sse.then(|| Box::pin(reached(self.deadline.subscribe())) as Deadline);
+        Ok(resp.map(|body| GuardedBody::wrap(body, held, deadline)))
+    }
+
+    /// The response to one request, before its body is wrapped.
+    async fn respond(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+        path: &str,
+        method: &hyper::Method,
+        held: &mut Held,
+    ) -> hyper::Response<HyperOutgoingBody> {
+        if self.policy.cors.is_preflight(method, req.headers()) {
+            let mut resp = crate::errors::empty(204);
+            *resp.status_mut() = hyper::StatusCode::NO_CONTENT;
+            return resp;
+        }
+        if !self.policy.api_keys.allows(path, req.headers()) {
+            let mut resp = crate::errors::response_typed(
+                401,
+                "invalid_request_error",
+                "invalid_api_key",
+                "Incorrect or missing API key: send it as `Authorization: Bearer <key>`.",
+            );
+            resp.headers_mut()
+                .insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+        if path == "/metrics" && method == hyper::Method::GET {
+            return crate::errors::text(200, "text/plain; version=0.0.4; charset=utf-8", crate::metrics::render());
+        }
+        let Some(served) = self.app.route(path).and_then(|c| self.components.get(&c.id)) else {
+            return crate::errors::response(404, "not_found", &format!("no route for {path}"));
         };
-        tracing::info!(%method, %path, status = resp.status().as_u16(),
-            first_byte_ms = started.elapsed().as_secs_f64() * 1e3, "request");
-        Ok(resp)
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            return crate::errors::retry_later(format!(
+                "the server is answering its maximum of {} requests; retry shortly",
+                self.policy.max_in_flight
+            ));
+        };
+        held.permit = Some(permit);
+        match self.run(served, req, held).await {
+            Ok(r) => r,
+            Err(Failure::Limit(message)) => {
+                tracing::warn!("{message}");
+                crate::errors::response(500, "server_error", &message)
+            }
+            Err(Failure::ShuttingDown) => crate::errors::retry_later("the server is shutting down".into()),
+            Err(Failure::Internal(e)) => {
+                tracing::error!(%path, "component failed: {e:#}");
+                crate::errors::response(500, "server_error", "the request failed inside the server; its x-request-id names it in the server's log")
+            }
+        }
     }
 
     async fn run(
         &self,
         served: &Served,
         req: hyper::Request<hyper::body::Incoming>,
-    ) -> Result<hyper::Response<HyperOutgoingBody>> {
+        held: &mut Held,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, Failure> {
+        let timeout = self.policy.body_timeout;
         let (pre, spec, outbound) = match served {
             Served::P2 { pre, spec, outbound } => (pre, spec, outbound),
             Served::P3(handler) => {
-                let req = req.map(|b| b.map_err(wasmtime_wasi_http::Error::Hyper).boxed_unsync());
-                return handler.handle((), req).await.map_err(wt);
+                let req = req.map(|b| TimedBody::new(b, timeout).boxed_unsync());
+                return handler.handle((), req).await.map_err(|e| Failure::Internal(wt(e)));
             }
         };
-        let state = RequestState::new(spec, &self.models, outbound.clone())?;
+        let hit = LimitHit::default();
+        let state = RequestState::new(spec, &self.models, outbound.clone(), hit.clone()).map_err(Failure::Internal)?;
         let mut store = Store::new(pre.engine(), state);
+        crate::limits::apply(&mut store, spec.limits, hit.clone());
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (req, out) = {
             let mut http = store.data_mut().http_view();
-            let req = http.new_incoming_request(Scheme::Http, req).map_err(wt)?;
-            let out = http.new_response_outparam(sender).map_err(wt)?;
+            let req = http.new_incoming_request(Scheme::Http, req.map(|b| TimedBody::new(b, timeout))).map_err(|e| Failure::Internal(wt(e)))?;
+            let out = http.new_response_outparam(sender).map_err(|e| Failure::Internal(wt(e)))?;
             (req, out)
         };
         let pre = pre.clone();
         // The guest keeps running after it sends the head (streaming bodies), so it
-        // runs in its own task.
+        // runs in its own task; the task is aborted if the client goes first.
         let task = tokio::task::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -193,16 +381,63 @@ impl Server {
                 .call_handle(&mut store, req, out)
                 .await
         });
-        match receiver.await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => anyhow::bail!("guest error: {e:?}"),
-            Err(_) => match task.await {
-                Ok(Ok(())) => anyhow::bail!("the component sent no response"),
-                Ok(Err(e)) => anyhow::bail!("the component trapped: {e:?}"),
-                Err(e) => anyhow::bail!("the component task failed: {e}"),
+        held.guest = Some(GuestTask::new(task.abort_handle()));
+        let deadline = self.deadline.subscribe();
+        let limit = |e: wasmtime::Error| match hit.message(&spec.limits) {
+            Some(m) => Failure::Limit(m),
+            None => Failure::Internal(anyhow::anyhow!("the component trapped: {e:?}")),
+        };
+        tokio::select! {
+            got = receiver => match got {
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(e)) => Err(Failure::Internal(anyhow::anyhow!("guest error: {e:?}"))),
+                Err(_) => match task.await {
+                    Ok(Ok(())) => Err(Failure::Internal(anyhow::anyhow!("the component sent no response"))),
+                    Ok(Err(e)) => Err(limit(e)),
+                    Err(e) => Err(Failure::Internal(anyhow::anyhow!("the component task failed: {e}"))),
+                },
             },
+            _ = reached(deadline) => Err(Failure::ShuttingDown),
         }
     }
+}
+
+/// Why a request got no response from its component.
+enum Failure {
+    /// A per-request limit stopped it (the message names which).
+    Limit(String),
+    /// The shutdown deadline came first.
+    ShuttingDown,
+    /// Anything else: details go to the log only.
+    Internal(anyhow::Error),
+}
+
+/// Resolves once `rx` holds true (never, if its sender goes first).
+async fn reached(mut rx: watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Answers a connection over the cap with 503 and closes it.
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"error":{"message":"too many open connections; retry shortly","type":"server_error","param":null,"code":"overloaded"}}"#;
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
 /// Converts a wasmtime error (not an `anyhow::Error` in wasmtime 48).

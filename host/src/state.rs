@@ -1,6 +1,7 @@
 //! Per-request store state: WASI (environment and mounts from the manifest),
 //! `wasi:http`, and a view of the shared models for `wasi:nn`.
 
+use crate::limits::{HasLimiter, LimitHit, Limiter};
 use crate::manifest::Component as AppComponent;
 use crate::nn::Models;
 use crate::outbound::OutboundPolicy;
@@ -17,6 +18,7 @@ pub struct RequestState {
     http: WasiHttpCtx,
     nn: WasiNnCtx,
     outbound: OutboundPolicy,
+    limiter: Limiter,
 }
 
 /// Environment variable that lists the served model names (default first).
@@ -26,8 +28,9 @@ pub const MODELS_ENV: &str = "REKA_MODELS";
 pub const MODEL_INPUTS_ENV: &str = "REKA_MODEL_INPUTS";
 
 impl RequestState {
-    /// State for one request to `component`.
-    pub fn new(component: &AppComponent, models: &Models, outbound: OutboundPolicy) -> Result<Self> {
+    /// State for one request to `component`; `hit` records which of the
+    /// component's limits, if any, stopped it.
+    pub fn new(component: &AppComponent, models: &Models, outbound: OutboundPolicy, hit: LimitHit) -> Result<Self> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
         wasi.env(MODELS_ENV, models.names().join(","));
@@ -45,6 +48,7 @@ impl RequestState {
             http: WasiHttpCtx::new(),
             nn: WasiNnCtx::new([], models.registry()),
             outbound,
+            limiter: Limiter::new(component.limits, hit),
         })
     }
 
@@ -56,6 +60,12 @@ impl RequestState {
     /// The wasi:http view of this store.
     pub fn http_view(&mut self) -> WasiHttpCtxView<'_> {
         self.http()
+    }
+}
+
+impl HasLimiter for RequestState {
+    fn limiter(&mut self) -> &mut Limiter {
+        &mut self.limiter
     }
 }
 

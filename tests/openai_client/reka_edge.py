@@ -45,9 +45,21 @@ def text_tokens(c):
 
 
 def main():
-    client = openai.OpenAI(base_url=sys.argv[1].rstrip("/") + "/v1", api_key="unused")
-    model = client.models.list().data[0].id
+    base = sys.argv[1].rstrip("/") + "/v1"
+    # The server requires this key when the check script starts it with REKA_API_KEY.
+    key = os.environ.get("OPENAI_API_KEY", "unused")
+    client = openai.OpenAI(base_url=base, api_key=key)
     checks = 0
+    if key != "unused":
+        for wrong in ["not-the-key", key[:-1]]:
+            try:
+                openai.OpenAI(base_url=base, api_key=wrong).models.list()
+                raise AssertionError(f"api key {wrong!r} was accepted")
+            except openai.AuthenticationError as e:
+                assert e.status_code == 401, e
+                assert e.body["code"] == "invalid_api_key", e.body
+        checks += 1
+    model = client.models.list().data[0].id
 
     def ask(messages, **kw):
         return client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=8, **kw)

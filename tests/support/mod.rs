@@ -84,8 +84,24 @@ impl Server {
         Self::spawn(manifest, &args)
     }
 
-    fn spawn(manifest: &std::path::Path, args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_reka-host"))
+    /// Starts `reka-host serve` with `manifest` and `args` (the model included).
+    pub fn spawn(manifest: &std::path::Path, args: &[&str]) -> Server {
+        Self::spawn_limited(manifest, args, None)
+    }
+
+    /// As [`Server::spawn`], with the open-files limit set to `nofile` (by
+    /// `prlimit`, from util-linux) when given.
+    pub fn spawn_limited(manifest: &std::path::Path, args: &[&str], nofile: Option<u64>) -> Server {
+        let bin = env!("CARGO_BIN_EXE_reka-host");
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
             .arg(manifest)
             .args(args)
@@ -127,6 +143,16 @@ impl Server {
     /// Server log lines so far that contain `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log.lock().expect("log lock").iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// All server log lines so far.
+    pub fn log_len(&self) -> usize {
+        self.log.lock().expect("log lock").len()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the process is still running.
@@ -201,14 +227,25 @@ impl Response {
 
 /// One HTTP/1.1 exchange on a fresh connection.
 pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Response {
+    request_with(addr, method, path, &[], body)
+}
+
+/// One HTTP/1.1 exchange on a fresh connection, with extra `headers`.
+pub fn request_with(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Response {
     let mut s = TcpStream::connect(addr).expect("connecting to the server");
     s.set_read_timeout(Some(Duration::from_secs(300))).expect("timeout");
     let body = body.unwrap_or("");
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("sending request");
+    read_response(s)
+}
+
+/// Reads one HTTP/1.1 response (the connection then closes).
+pub fn read_response(s: TcpStream) -> Response {
     let mut r = BufReader::new(s);
     let mut status_line = String::new();
     r.read_line(&mut status_line).expect("status line");

@@ -4,7 +4,7 @@
 //! take. The shapes come from the model's metadata; the work is `reka-media`'s.
 
 use crate::fetch;
-use crate::reka::inference::types::{ContentPart, MediaKind};
+use crate::reka::inference::types::{ChatMessage, ContentPart, MediaKind};
 use reka_media::{ImageSpec, Limits, MediaError};
 use reka_protocol::{FrameSampling, ImageInfo, MediaInfo, ModelInfo, Tiling};
 
@@ -65,6 +65,23 @@ fn spec(i: &ImageInfo, tiles: bool) -> ImageSpec {
 
 fn refused(info: &ModelInfo, what: &str) -> String {
     format!("the model `{}` does not read {what}; it reads {}", info.name, info.modalities().join(", "))
+}
+
+/// Refuses a request whose inline (`data:` URL) WAV audio has a header past the
+/// limits, before the model's tokenizer is built (the costliest setup of a request):
+/// a crafted header gets its 400 in about a millisecond. The length limit, which is
+/// the model's, is checked later by [`prepare`], as is everything else.
+pub fn precheck(messages: &[ChatMessage]) -> Result<(), String> {
+    let limits = Limits { max_audio_seconds: f32::INFINITY, ..Limits::default() };
+    for part in messages.iter().flat_map(|m| &m.content) {
+        if let ContentPart::Audio(url) = part {
+            if url.starts_with("data:") {
+                let bytes = fetch::bytes(url, limits.max_bytes).map_err(|e| format!("audio: {e}"))?;
+                reka_media::check_wav(&bytes, &limits).map_err(|e| format!("audio: {e}"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fetches and preprocesses one media part (`None` for a text part);

@@ -181,7 +181,8 @@ pub(crate) fn is_animated(bytes: &[u8], format: Format) -> bool {
 }
 
 /// Visit the composited frames of a GIF or animated WebP in order, at most
-/// `limits.max_frames` of them (one more is an error). `visit(index, frame)`.
+/// `limits.max_frames` of them and `limits.max_video_pixels` pixels in all (past
+/// either, the next frame is an error). `visit(index, frame)`.
 pub(crate) fn for_each_frame(
     bytes: &[u8],
     format: Format,
@@ -189,27 +190,36 @@ pub(crate) fn for_each_frame(
     mut visit: impl FnMut(usize, &RgbaImage) -> Result<(), MediaError>,
 ) -> Result<usize, MediaError> {
     let err = |e| format.error(e);
-    let frames = match format {
+    let (frames, (w, h)) = match format {
         Format::Gif => {
             let mut d = GifDecoder::new(Cursor::new(bytes)).map_err(err)?;
             let (w, h) = d.dimensions();
             check_pixels(w, h, limits)?;
             d.set_limits(decoder_limits(limits)).map_err(err)?;
-            d.into_frames()
+            (d.into_frames(), (w, h))
         }
         Format::WebP => {
             let d = WebPDecoder::new(Cursor::new(bytes)).map_err(err)?;
             let (w, h) = d.dimensions();
             check_pixels(w, h, limits)?;
-            d.into_frames()
+            (d.into_frames(), (w, h))
         }
         Format::Png | Format::Jpeg => return Err(MediaError::UnsupportedImageFormat),
     };
+    let canvas = u64::from(w) * u64::from(h);
     let mut count = 0;
     for frame in frames {
         if count == limits.max_frames {
             return Err(MediaError::TooManyFrames {
                 max: limits.max_frames,
+            });
+        }
+        // Each frame comes composited onto the whole canvas.
+        if (count as u64 + 1).saturating_mul(canvas) > limits.max_video_pixels {
+            return Err(MediaError::TooManyVideoPixels {
+                width: w,
+                height: h,
+                max: limits.max_video_pixels,
             });
         }
         let frame = frame.map_err(err)?;

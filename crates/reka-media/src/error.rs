@@ -31,6 +31,10 @@ pub enum MediaError {
     /// An animation (or a list of images) longer than [`crate::Limits::max_frames`].
     #[error("the animation has more than {max} frames; at most {max} are accepted")]
     TooManyFrames { max: usize },
+    /// An animation whose frames hold more pixels together than
+    /// [`crate::Limits::max_video_pixels`].
+    #[error("the animation's frames hold more than {max} pixels together ({width}×{height} per frame); at most {max} are accepted")]
+    TooManyVideoPixels { width: u32, height: u32, max: u64 },
     /// The caller asked for zero video frames.
     #[error("at least one video frame must be requested")]
     ZeroFramesRequested,
@@ -46,6 +50,12 @@ pub enum MediaError {
     /// A WAV encoding we do not decode (compressed formats, odd sample sizes).
     #[error("unsupported WAV encoding: {0}")]
     UnsupportedWav(String),
+    /// A sample rate outside [`crate::MIN_SAMPLE_RATE`]..=[`crate::Limits::max_sample_rate`].
+    #[error("the WAV header says a sample rate of {rate} Hz; {min} to {max} Hz are accepted")]
+    SampleRate { rate: u32, min: u32, max: u32 },
+    /// More channels than [`crate::Limits::max_channels`], or none.
+    #[error("the WAV header says {channels} channels; 1 to {max} are accepted")]
+    Channels { channels: usize, max: usize },
     /// Audio longer than [`crate::Limits::max_audio_seconds`].
     #[error("the audio is {seconds:.1} s long; at most {max} s are accepted")]
     AudioTooLong { seconds: f32, max: f32 },

@@ -27,7 +27,7 @@ pub use pil::{resize as pil_resize, Filter as PilFilter};
 pub use resample::resample;
 pub use tiles::{choose_grid, image_tiles};
 pub use video::{sample_indices, video_frames, video_from_images};
-pub use wav::{decode_wav, Audio};
+pub use wav::{check_wav, decode_wav, Audio};
 
 /// The sample rate of [`log_mel`]'s input (Whisper's).
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -41,18 +41,34 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Decoded frames of an animation, or images in a frame list.
     pub max_frames: usize,
+    /// Pixels of all the decoded frames of an animation together (frames × canvas):
+    /// a GIF of tiny sub-frames on a huge canvas costs a whole canvas per frame.
+    pub max_video_pixels: u64,
     /// Length of a WAV file, read from its header before decoding the samples.
     pub max_audio_seconds: f32,
+    /// Highest sample rate of a WAV file (the lowest is [`MIN_SAMPLE_RATE`]), read from
+    /// its header before any sample is decoded: it bounds the resampler's work per sample.
+    pub max_sample_rate: u32,
+    /// Most channels of a WAV file, read from its header.
+    pub max_channels: usize,
 }
 
+/// The lowest sample rate of a WAV file we accept (below it, upsampling to
+/// [`SAMPLE_RATE`] would multiply the samples more than 16-fold).
+pub const MIN_SAMPLE_RATE: u32 = 1_000;
+
 impl Default for Limits {
-    /// 20 MiB, 40 megapixels, 512 frames, 30 s.
+    /// 20 MiB, 40 megapixels, 512 frames, 128 megapixels of frames, 30 s, 192 kHz,
+    /// 32 channels.
     fn default() -> Self {
         Limits {
             max_bytes: 20 * 1024 * 1024,
             max_pixels: 40_000_000,
             max_frames: 512,
+            max_video_pixels: 128_000_000,
             max_audio_seconds: 30.0,
+            max_sample_rate: 192_000,
+            max_channels: 32,
         }
     }
 }

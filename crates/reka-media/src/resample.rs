@@ -6,6 +6,13 @@
 //! For a ratio `to/from = L/M` (reduced) with `L` small enough, the `L` filter phases are
 //! tabulated exactly (polyphase); for awkward ratios the kernel is tabulated finely and
 //! interpolated linearly instead.
+//!
+//! The cost is bounded for any pair of rates: the polyphase table holds at most
+//! [`MAX_TABLE`] coefficients, the fine table has a fixed size (512 points per zero
+//! crossing, as resampy tabulates it, whatever the ratio), and each output sample
+//! visits only the taps that fall on the signal. So the work is
+//! `O(MAX_TABLE + 135·max(len_in, len_out))` and the memory `O(len_in + len_out)`,
+//! even for a header that claims 4294967295 Hz.
 
 use std::f64::consts::PI;
 
@@ -14,7 +21,7 @@ const ROLLOFF: f64 = 0.947_593_7;
 const BETA: f64 = 14.769_656;
 /// Most coefficients of a polyphase table before falling back to interpolation.
 const MAX_TABLE: usize = 1 << 21;
-/// Kernel samples per input sample in the interpolated fallback.
+/// Kernel samples per zero crossing in the interpolated fallback.
 const FINE: usize = 512;
 
 /// The zeroth-order modified Bessel function of the first kind (power series).
@@ -75,16 +82,16 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Vec<f32> {
     let (l, m) = (u64::from(to) / g, u64::from(from) / g);
     let n_out = (samples.len() as u64 * l).div_ceil(m) as usize;
     let kernel = Kernel::new(from, to);
-    // Taps k - half..=k + half around the output's position in input samples.
+    // Taps k - half..=k + half around the output's position in input samples; at
+    // most 2·64·2^32 / 0.95 of them, which fits an i64 whatever the rates.
     let reach = kernel.half.ceil() as i64;
-    let taps = (2 * reach + 1) as usize;
-    if (l as usize).saturating_mul(taps) <= MAX_TABLE {
+    let taps = 2 * reach as u64 + 1;
+    if l.saturating_mul(taps) <= MAX_TABLE as u64 {
         polyphase(samples, &kernel, l, m, reach, n_out)
     } else {
         interpolated(samples, &kernel, l, m, reach, n_out)
     }
 }
-
 /// Dot product of `table` (weights for inputs `start..start+len`) with the samples,
 /// skipping inputs outside the signal.
 fn dot(samples: &[f32], start: i64, weights: &[f32]) -> f32 {
@@ -139,25 +146,35 @@ fn polyphase(samples: &[f32], k: &Kernel, l: u64, m: u64, reach: i64, n_out: usi
         .collect()
 }
 
+/// Awkward ratios: the kernel tabulated over `u = fc·t` (in zero crossings), so the
+/// table's size does not depend on the rates, and interpolated linearly. Only the
+/// taps that fall on the signal are computed.
 fn interpolated(samples: &[f32], k: &Kernel, l: u64, m: u64, reach: i64, n_out: usize) -> Vec<f32> {
-    let len = (reach as usize + 1) * FINE + 2;
-    let fine: Vec<f64> = (0..len).map(|i| k.at(i as f64 / FINE as f64)).collect();
-    let taps = (2 * reach + 1) as usize;
-    let mut weights = vec![0f32; taps];
+    let len = ZEROS as usize * FINE + 2;
+    let fine: Vec<f64> = (0..len).map(|i| k.at(i as f64 / FINE as f64 / k.fc)).collect();
+    let n = samples.len() as i64;
+    let mut weights = Vec::new();
     (0..n_out as u64)
         .map(|i| {
-            let pos = i * m;
-            let base = (pos / l) as i64;
-            let frac = (pos % l) as f64 / l as f64;
-            for (j, w) in weights.iter_mut().enumerate() {
-                let t = (((j as i64 - reach) as f64 - frac).abs()) * FINE as f64;
-                let (ti, tf) = (t as usize, t.fract());
-                *w = match (fine.get(ti), fine.get(ti + 1)) {
-                    (Some(a), Some(b)) => (a + (b - a) * tf) as f32,
-                    _ => 0.0,
-                };
+            // i·m < (len·l/m + 1)·m, which fits a u128 whatever the rates.
+            let pos = u128::from(i) * u128::from(m);
+            let base = (pos / u128::from(l)) as i64;
+            let frac = (pos % u128::from(l)) as f64 / l as f64;
+            let start = (base - reach).max(0);
+            let end = (base + reach).min(n - 1);
+            if start > end {
+                return 0.0;
             }
-            dot(samples, base - reach, &weights)
+            weights.clear();
+            weights.extend((start..=end).map(|s| {
+                let u = ((s - base) as f64 - frac).abs() * k.fc * FINE as f64;
+                let (ui, uf) = (u as usize, u.fract());
+                match (fine.get(ui), fine.get(ui + 1)) {
+                    (Some(a), Some(b)) => (a + (b - a) * uf) as f32,
+                    _ => 0.0,
+                }
+            }));
+            dot(samples, start, &weights)
         })
         .collect()
 }

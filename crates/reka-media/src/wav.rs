@@ -1,12 +1,15 @@
 //! A RIFF/WAVE parser of our own. Accepted encodings: PCM 8-bit unsigned and 16/24/32-bit
 //! signed, IEEE float 32/64-bit, and `WAVE_FORMAT_EXTENSIBLE` with a PCM or float
-//! sub-format (container sizes as above). Any channel count is mixed down to mono by the
-//! mean of the channels. The length is checked against [`Limits::max_audio_seconds`] from
-//! the header, before any sample is converted. A `data` chunk whose size field is
+//! sub-format (container sizes as above). Up to [`Limits::max_channels`] channels are
+//! mixed down to mono by the mean of the channels. Everything in the header that drives
+//! work or allocation is checked before any sample is converted: the channel count, the
+//! sample rate (against [`MIN_SAMPLE_RATE`] and [`Limits::max_sample_rate`]), the data
+//! chunk's size against the bytes that follow, and the length against
+//! [`Limits::max_audio_seconds`]. A `data` chunk whose size field is
 //! `0xFFFFFFFF` (streamed output with the size never filled in) runs to the end of the
 //! file; any other size past the end of the file is a truncated file.
 
-use crate::{Limits, MediaError};
+use crate::{Limits, MediaError, MIN_SAMPLE_RATE};
 
 /// Mono audio.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,7 +66,7 @@ fn corrupt(msg: impl Into<String>) -> MediaError {
     MediaError::CorruptWav(msg.into())
 }
 
-fn parse_fmt(c: &[u8]) -> Result<Fmt, MediaError> {
+fn parse_fmt(c: &[u8], limits: &Limits) -> Result<Fmt, MediaError> {
     if c.len() < 16 {
         return Err(corrupt(format!(
             "the fmt chunk is {} bytes; 16 expected",
@@ -88,11 +91,18 @@ fn parse_fmt(c: &[u8]) -> Result<Fmt, MediaError> {
         }
         tag = u16_at(c, 24);
     }
-    if channels == 0 {
-        return Err(corrupt("the header says 0 channels"));
+    if channels == 0 || channels > limits.max_channels {
+        return Err(MediaError::Channels {
+            channels,
+            max: limits.max_channels,
+        });
     }
-    if rate == 0 {
-        return Err(corrupt("the header says a sample rate of 0 Hz"));
+    if !(MIN_SAMPLE_RATE..=limits.max_sample_rate).contains(&rate) {
+        return Err(MediaError::SampleRate {
+            rate,
+            min: MIN_SAMPLE_RATE,
+            max: limits.max_sample_rate,
+        });
     }
     let encoding = match (tag, bits) {
         (PCM, 8) => Encoding::U8,
@@ -203,11 +213,11 @@ fn width(e: Encoding) -> usize {
     }
 }
 
-/// Decode a WAV file to mono `f32` samples in [-1, 1] at its own sample rate.
-pub fn decode_wav(bytes: &[u8], limits: &Limits) -> Result<Audio, MediaError> {
+/// The checked header and the data chunk's bytes.
+fn header<'a>(bytes: &'a [u8], limits: &Limits) -> Result<(Fmt, &'a [u8]), MediaError> {
     limits.check_bytes(bytes.len())?;
     let (fmt, data) = chunks(bytes)?;
-    let fmt = parse_fmt(fmt)?;
+    let fmt = parse_fmt(fmt, limits)?;
     let frame = fmt.channels * width(fmt.encoding);
     if data.len() % frame != 0 {
         return Err(corrupt(format!(
@@ -223,7 +233,21 @@ pub fn decode_wav(bytes: &[u8], limits: &Limits) -> Result<Audio, MediaError> {
             max: limits.max_audio_seconds,
         });
     }
+    Ok((fmt, data))
+}
+
+/// Check a WAV file's structure and header against `limits` without decoding a
+/// sample: exactly the refusals of [`decode_wav`], at the cost of walking the chunk
+/// headers. For callers that can refuse a request before doing costlier setup.
+pub fn check_wav(bytes: &[u8], limits: &Limits) -> Result<(), MediaError> {
+    header(bytes, limits).map(|_| ())
+}
+
+/// Decode a WAV file to mono `f32` samples in [-1, 1] at its own sample rate.
+pub fn decode_wav(bytes: &[u8], limits: &Limits) -> Result<Audio, MediaError> {
+    let (fmt, data) = header(bytes, limits)?;
     let w = width(fmt.encoding);
+    let frame = fmt.channels * w;
     let inv = 1.0 / fmt.channels as f32;
     let samples = data
         .chunks_exact(frame)

@@ -109,3 +109,28 @@ fn timing_30_s() {
         t.elapsed() - t1
     );
 }
+
+/// Any pair of rates costs work in proportion to the samples in and out, never to
+/// the ratio: 4 KB of samples "at 4294967295 Hz" once needed a kernel table of
+/// 2^33 entries. Each call here must finish in well under a second (it takes
+/// microseconds) and return `ceil(len·to/from)` samples.
+#[test]
+fn extreme_ratios_cost_little() {
+    let x = sine(440.0, 16_000, 0.125);
+    for (from, to) in [
+        (u32::MAX, 16_000),
+        (4_000_000_000, 16_000),
+        (500_000_000, 16_000),
+        (u32::MAX, 1),
+        (u32::MAX - 1, u32::MAX),
+        (16_001, 16_000),
+        (1, 1_000),
+    ] {
+        let t = std::time::Instant::now();
+        let y = resample(&x, from, to);
+        let took = t.elapsed();
+        assert_eq!(y.len() as u64, (x.len() as u64 * u64::from(to)).div_ceil(u64::from(from)), "{from} -> {to}");
+        assert!(y.iter().all(|v| v.is_finite()), "{from} -> {to}");
+        assert!(took.as_millis() < 1000, "{from} -> {to} took {took:?}");
+    }
+}

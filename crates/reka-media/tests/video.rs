@@ -210,3 +210,39 @@ fn animated_webp_frames_are_sampled() {
     let p = video_frames(ANIMATED_WEBP, 2, &spec(8), &Limits::default()).unwrap();
     assert!(near(rgb(&p, 0, 0, 0), want[0]) && near(rgb(&p, 1, 7, 7), want[3]));
 }
+
+/// A GIF of 1×1 sub-frames on a 4000×4000 canvas costs 16 megapixels of
+/// compositing per frame though each frame is a few bytes: the animation's pixels
+/// are budgeted in all (`max_video_pixels`), so 500 such frames (8 gigapixels) are
+/// refused after the 8th frame rather than decoded for a minute.
+#[test]
+fn tiny_sub_frames_on_a_huge_canvas_are_refused_by_the_pixel_budget() {
+    let gif_of = |frames: u16| {
+        let mut out = Vec::new();
+        let palette: Vec<u8> = PALETTE.iter().flatten().copied().collect();
+        let mut enc = gif::Encoder::new(&mut out, 4000, 4000, &palette).unwrap();
+        for i in 0..frames {
+            let mut f = gif::Frame::from_indexed_pixels(1, 1, vec![(i % 6) as u8], None);
+            (f.left, f.top) = (i, i);
+            enc.write_frame(&f).unwrap();
+        }
+        drop(enc);
+        out
+    };
+    let many = gif_of(500);
+    assert!(many.len() < 20_000, "{} bytes", many.len());
+    let t = std::time::Instant::now();
+    let e = video_frames(&many, 4, &spec(8), &Limits::default()).unwrap_err();
+    println!("refused in {:?}", t.elapsed());
+    assert_eq!(
+        e.to_string(),
+        "the animation's frames hold more than 128000000 pixels together (4000×4000 per frame); at most 128000000 are accepted"
+    );
+    let budget = Limits { max_video_pixels: 3 * 16_000_000, ..Limits::default() };
+    assert!(matches!(
+        reka_media::uhd::video_frames(&many, 4, &spec(8), &budget),
+        Err(MediaError::TooManyVideoPixels { max: 48_000_000, .. })
+    ));
+    // Within the budget, the same kind of animation decodes.
+    assert_eq!(video_frames(&gif_of(3), 3, &spec(8), &budget).unwrap().n, 3);
+}

@@ -206,3 +206,75 @@ fn too_long_audio_is_refused_before_decoding() {
         "{e}"
     );
 }
+
+/// The hostile headers of issue 15: sample rates of 5e8 to 2^32−1 Hz once overflowed
+/// the resampler's table or cost seconds. Every header value that drives work is
+/// refused, with a message naming it, before a sample is decoded or resampled; each
+/// refusal takes well under a millisecond (checked here at 50 ms, for loaded machines).
+#[test]
+fn hostile_header_values_are_refused_before_any_work() {
+    let limits = Limits::default();
+    let at_rate = |rate: u32| {
+        let mut w = wav(1, 1, 8000, 16, false, &[0; 4000]);
+        w[36..40].copy_from_slice(&rate.to_le_bytes());
+        w
+    };
+    for rate in [500_000_000, 4_000_000_000, u32::MAX, 0, 999, 192_001] {
+        let t = std::time::Instant::now();
+        let e = reka_media::audio_features(&at_rate(rate), 80, &limits).unwrap_err();
+        assert!(t.elapsed().as_millis() < 50, "{rate} Hz took {:?}", t.elapsed());
+        assert!(matches!(e, MediaError::SampleRate { .. }), "{rate}: {e}");
+        assert_eq!(
+            e.to_string(),
+            format!("the WAV header says a sample rate of {rate} Hz; 1000 to 192000 Hz are accepted")
+        );
+    }
+    // The bounds themselves are accepted.
+    for rate in [1_000, 192_000] {
+        assert!(reka_media::audio_features(&at_rate(rate), 80, &limits).is_ok(), "{rate}");
+    }
+    // 65535 channels of 8 bits (a block align that matches); 33 channels.
+    for channels in [65_535u16, 33] {
+        let w = wav(1, channels, 8000, 8, false, &vec![128; usize::from(channels)]);
+        let e = decode_wav(&w, &limits).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("the WAV header says {channels} channels; 1 to 32 are accepted")
+        );
+    }
+    assert_eq!(decode_wav(&wav(1, 32, 8000, 8, false, &[128; 64]), &limits).unwrap().samples.len(), 2);
+    // A data chunk that claims 4 GB (but not the streamed 0xFFFFFFFF) in a 4 KB file.
+    let mut w = wav(1, 1, 8000, 16, false, &[0; 4000]);
+    let at = w.len() - 4004;
+    w[at..at + 4].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    let e = decode_wav(&w, &limits).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the WAV file is truncated or corrupt: the data chunk says 4294967280 bytes but only 4000 follow"
+    );
+    // A chunk before fmt that claims to be longer than the file.
+    let mut w = wav(1, 1, 8000, 16, false, &[0; 16]);
+    w[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(decode_wav(&w, &limits), Err(MediaError::CorruptWav(_))));
+}
+
+/// `check_wav` refuses what `decode_wav` refuses, with the same message, and
+/// accepts what it decodes.
+#[test]
+fn check_wav_agrees_with_decode_wav() {
+    let limits = Limits::default();
+    let good = wav(1, 2, 8000, 16, false, &[1; 400]);
+    let mut files = vec![good.clone(), good[..good.len() - 1].to_vec(), good[..30].to_vec()];
+    for (at, v) in [(34, 0u32), (36, 0), (36, 4_000_000_000), (34, 0xFFFF)] {
+        let mut w = good.clone();
+        w[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        files.push(w);
+    }
+    files.push(wav(1, 1, 1000, 8, false, &vec![128; 95_200]));
+    for f in &files {
+        let checked = reka_media::check_wav(f, &limits).map_err(|e| e.to_string());
+        let decoded = decode_wav(f, &limits).map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(checked, decoded);
+    }
+    assert!(reka_media::check_wav(&good, &limits).is_ok());
+}

@@ -11,6 +11,9 @@ cargo test --release --manifest-path components/Cargo.toml --lib
 cargo test --release --workspace
 # Reka Edge over HTTP with the official openai Python client (pip, pinned).
 scripts/openai-client-check.sh
+# A short soak: concurrent streams, random disconnects and bad requests for
+# ~20 s; every answer well-formed, no KV memory held after, RSS back in bounds.
+scripts/soak-check.sh
 # The GPU build (cargo feature `cuda`) on this GPU-less machine: lint, and the
 # tests that need no device (the GPU weight readers, --device fallback); the
 # kernel tests print why they skip (no libnvrtc / no CUDA device).

@@ -25,5 +25,6 @@ pub mod p3;
 pub mod presets;
 pub mod runtime_config;
 pub mod server;
+pub mod soak;
 pub mod state;
 pub mod timed_body;

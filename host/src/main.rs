@@ -105,6 +105,10 @@ enum Cmd {
         #[arg(long, short = 'n', default_value_t = 32)]
         max_tokens: usize,
     },
+    /// Soak a running server: concurrent streaming clients with random
+    /// disconnects and bad requests for a set time; fails if an answer was
+    /// malformed, KV memory is still held or resident memory did not come back.
+    Soak(reka_host::soak::SoakArgs),
     /// Write a Hugging Face checkpoint directory with random weights for a size preset.
     WriteCheckpoint {
         /// A preset (reka-tiny, reka-edge, reka-flash, reka-core) or a config.json file.
@@ -262,6 +266,7 @@ fn main() -> Result<()> {
             dtype,
             shard_gb,
         } => write_checkpoint(&preset, &out, seed, dtype, shard_gb),
+        Cmd::Soak(args) => reka_host::soak::run(&args),
         Cmd::BenchTower { towers, repeats } => reka_host::bench_tower::run(&towers, repeats),
         Cmd::BenchMedia { model, manifest, repeats } => {
             let spec = match model {

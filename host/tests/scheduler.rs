@@ -27,9 +27,9 @@ fn when_memory_runs_out_the_newest_session_gives_way() {
     for s in [a, b, c] {
         assert!(engine.step(s, prompt.clone()).is_ok(), "three prompts of 10 fit in 40");
     }
-    // A prompt that can never fit is refused at once.
+    // A prompt that can never fit is refused at once, as too large (not overloaded).
     let huge = engine.open();
-    assert!(matches!(engine.step(huge, vec![5; 41]), Err(StepError::Overloaded(_))));
+    assert!(matches!(engine.step(huge, vec![5; 41]), Err(StepError::TooLarge(_))));
     // 30 positions used: ten more steps fit, then the newest (c) must give way.
     let mut shed = None;
     for round in 0..6 {

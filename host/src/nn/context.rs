@@ -99,6 +99,8 @@ impl Session {
         let logits = blocking(|| self.engine.step_with(self.seq, ids, embeds)).map_err(|e| match e {
             StepError::Overloaded(m) => err(ErrorTag::Overloaded, m),
             StepError::Busy(m) => err(ErrorTag::Busy, m),
+            // A 400 (`context_length_exceeded`): the prompt can never fit.
+            StepError::TooLarge(m) => err(ErrorTag::ContextFull, m),
             StepError::Engine(m) => BackendError::UnsupportedTensorType(format!("engine: {m}")),
         })?;
         self.len += n;

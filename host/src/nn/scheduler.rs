@@ -12,9 +12,15 @@
 //! new session waits until its prompt fits (keeping an eighth of the budget for
 //! running sessions to grow into), gets `busy` when too many are already
 //! waiting, and `overloaded` when it waited too long or the budget runs out under
-//! a running session. The memory is never exceeded.
+//! a running session; a prompt larger than the whole budget gets `too large` at
+//! once (no retry can succeed). The memory is never exceeded.
+//!
+//! The engine thread keeps its model's [`EngineMetrics`] (`GET /metrics`): a
+//! session's first step is its prompt, and every step answered with logits is
+//! one generated token (the guest samples one token from each).
 
 use super::engines::{CpuEngine, Engine, EngineStep};
+use crate::metrics::{self, EngineMetrics, Rejection};
 use crate::model::LoadedModel;
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -54,6 +60,8 @@ impl Default for Limits {
 pub enum StepError {
     Overloaded(String),
     Busy(String),
+    /// The prompt is larger than the whole KV budget: no retry can succeed.
+    TooLarge(String),
     Engine(String),
 }
 
@@ -69,7 +77,8 @@ const GATHER: Duration = Duration::from_millis(2);
 pub type Embeds = Vec<(usize, Vec<f32>)>;
 
 enum Msg {
-    Step { seq: u64, ids: Vec<u32>, embeds: Embeds, reply: Reply },
+    /// `at`: when the session sent it.
+    Step { seq: u64, ids: Vec<u32>, embeds: Embeds, reply: Reply, at: Instant },
     Free(u64),
 }
 
@@ -83,20 +92,27 @@ impl Scheduler {
     /// Starts the engine thread for `model`: on its GPU decoder when it has
     /// one (GPU builds), else on the CPU.
     pub fn start(model: Arc<LoadedModel>, limits: Limits) -> std::io::Result<Arc<Self>> {
+        let name = model.info.name.clone();
         #[cfg(feature = "cuda")]
         if let Some(g) = &model.gpu {
-            return Self::start_on(super::engines::GpuEngine(g.clone()), limits);
+            return Self::start_on(&name, super::engines::GpuEngine(g.clone()), limits);
         }
-        Self::start_on(CpuEngine(model.decoder.clone()), limits)
+        Self::start_on(&name, CpuEngine(model.decoder.clone()), limits)
     }
 
-    /// Starts the engine thread for `engine`.
-    pub fn start_on<E: Engine>(engine: E, limits: Limits) -> std::io::Result<Arc<Self>> {
+    /// Starts the engine thread for `engine`, its metrics labelled `model`.
+    pub fn start_on<E: Engine>(model: &str, engine: E, limits: Limits) -> std::io::Result<Arc<Self>> {
         let (tx, rx) = mpsc::channel();
         let per_position = engine.bytes_per_position().max(1);
         tracing::debug!(device = engine.device(), "engine thread starting");
+        let capacity = limits.kv_budget_bytes / per_position;
+        let metrics = metrics::engine(model);
+        metrics.kv_budget.store((capacity * per_position) as u64, Ordering::Relaxed);
         let worker = Worker {
-            capacity: limits.kv_budget_bytes / per_position,
+            capacity,
+            per_position,
+            metrics,
+            last_answer: HashMap::new(),
             engine,
             limits,
             rx,
@@ -126,7 +142,7 @@ impl Scheduler {
     pub fn step_with(&self, seq: u64, ids: Vec<u32>, embeds: Embeds) -> Result<Vec<f32>, StepError> {
         let (reply, answer) = mpsc::channel();
         let gone = || StepError::Engine("the engine thread has stopped".into());
-        self.tx.send(Msg::Step { seq, ids, embeds, reply }).map_err(|_| gone())?;
+        self.tx.send(Msg::Step { seq, ids, embeds, reply, at: Instant::now() }).map_err(|_| gone())?;
         answer.recv().map_err(|_| gone())?
     }
 
@@ -144,6 +160,8 @@ struct Job {
     done: usize,
     reply: Reply,
     since: Instant,
+    /// The session's first step (its prompt).
+    first: bool,
 }
 
 struct Worker<E: Engine> {
@@ -158,11 +176,17 @@ struct Worker<E: Engine> {
     /// Positions held by all caches, and the most they may hold.
     used: usize,
     capacity: usize,
+    /// KV bytes per position.
+    per_position: usize,
+    metrics: Arc<EngineMetrics>,
+    /// When each session's last step was answered (inter-token latency).
+    last_answer: HashMap<u64, Instant>,
 }
 
 impl<E: Engine> Worker<E> {
     fn run(mut self) {
         loop {
+            self.publish();
             if self.jobs.is_empty() {
                 match self.rx.recv() {
                     Ok(m) => self.take(m),
@@ -206,6 +230,15 @@ impl<E: Engine> Worker<E> {
         }
     }
 
+    /// The gauges: sessions running and waiting, KV memory held.
+    fn publish(&self) {
+        let waiting = self.jobs.iter().filter(|j| !self.caches.contains_key(&j.seq)).count();
+        let m = &self.metrics;
+        m.running.store(self.caches.len() as u64, Ordering::Relaxed);
+        m.waiting.store(waiting as u64, Ordering::Relaxed);
+        m.kv_bytes.store((self.used * self.per_position) as u64, Ordering::Relaxed);
+    }
+
     /// New sessions queued and the positions their prompts need.
     fn queued(&self) -> (usize, usize) {
         self.jobs
@@ -232,14 +265,17 @@ impl<E: Engine> Worker<E> {
                 }
                 self.jobs.retain(|j| j.seq != seq);
                 self.broken.remove(&seq);
+                self.last_answer.remove(&seq);
             }
-            Msg::Step { seq, ids, embeds, reply } => {
+            Msg::Step { seq, ids, embeds, reply, at } => {
                 let new = !self.caches.contains_key(&seq);
                 if let Some(e) = self.broken.get(&seq) {
                     let _ = reply.send(Err(e.clone()));
                 } else if new && ids.len() > self.capacity {
-                    let _ = reply.send(Err(StepError::Overloaded(format!(
-                        "the prompt needs {} positions of KV memory; the budget holds {}",
+                    self.metrics.reject(Rejection::TooLarge);
+                    let _ = reply.send(Err(StepError::TooLarge(format!(
+                        "the prompt needs {} positions of KV memory but the server's whole KV budget holds {}; \
+                         shorten the prompt (no retry can succeed)",
                         ids.len(),
                         self.capacity
                     ))));
@@ -247,12 +283,13 @@ impl<E: Engine> Worker<E> {
                     let (n, need) = self.queued();
                     n >= self.limits.max_waiting && self.used + need + ids.len() > self.room()
                 } {
+                    self.metrics.reject(Rejection::Busy);
                     let _ = reply.send(Err(StepError::Busy(format!(
                         "{} requests are already waiting for the engine; try again shortly",
                         self.limits.max_waiting
                     ))));
                 } else {
-                    self.jobs.push_back(Job { seq, ids, embeds, done: 0, reply, since: Instant::now() });
+                    self.jobs.push_back(Job { seq, ids, embeds, done: 0, reply, since: at, first: new });
                 }
             }
         }
@@ -287,6 +324,7 @@ impl<E: Engine> Worker<E> {
                 if !admitting || !fits {
                     admitting = false; // first come, first served
                     if self.jobs[i].since.elapsed() > self.limits.admission_timeout {
+                        self.metrics.reject(Rejection::Timeout);
                         failed.push((i, StepError::Overloaded(format!(
                             "no KV memory came free within {:?}; the server is overloaded",
                             self.limits.admission_timeout
@@ -340,6 +378,7 @@ impl<E: Engine> Worker<E> {
                 self.used -= E::cache_len(&c);
             }
             self.broken.insert(victim, shed());
+            self.metrics.reject(Rejection::Shed);
             if let Some(k) = self.jobs.iter().position(|j| j.seq == victim) {
                 failed.push((k, shed()));
             }
@@ -389,6 +428,18 @@ impl<E: Engine> Worker<E> {
                     if j.done == j.ids.len() {
                         let _ = j.reply.send(Ok(l));
                         finished.push(i);
+                        let now = Instant::now();
+                        let m = &self.metrics;
+                        // A later step's first id is the token sampled from the last one.
+                        let prompt = if j.first { j.ids.len() } else { j.ids.len() - 1 };
+                        m.prompt_tokens.fetch_add(prompt as u64, Ordering::Relaxed);
+                        m.generation_tokens.fetch_add(1, Ordering::Relaxed);
+                        let last = self.last_answer.insert(j.seq, now);
+                        if j.first {
+                            m.ttft.observe(now - j.since);
+                        } else if let Some(last) = last {
+                            m.itl.observe(now - last);
+                        }
                     }
                 }
             }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# A short soak for CI: serves the default model (SmolLM2-135M, found through
+# `reka-host fetch`) on a free loopback port and runs `reka-host soak` against
+# it: a few concurrent clients mixing streaming and non-streaming requests,
+# random disconnects and bad requests for ~20 s. Fails if an answer was
+# malformed, KV memory is still held afterwards or resident memory did not come
+# back. Needs target/release/reka-host. The long runs are in docs/RELIABILITY.md.
+# Environment: SOAK_CLIENTS (4), SOAK_SECONDS (20), SOAK_SEED (1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HOST=./target/release/reka-host
+MODEL=$("$HOST" fetch | head -n 1)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+LOG=$(mktemp)
+"$HOST" serve --listen "127.0.0.1:$PORT" --model "$MODEL" --model-name smollm2-135m >"$LOG" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
+for _ in $(seq 1 240); do
+    if python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/health', timeout=2)" 2>/dev/null; then break; fi
+    if ! kill -0 $PID 2>/dev/null; then cat "$LOG"; exit 1; fi
+    sleep 0.5
+done
+if ! "$HOST" soak --url "http://127.0.0.1:$PORT" --clients "${SOAK_CLIENTS:-4}" \
+    --duration-s "${SOAK_SECONDS:-20}" --seed "${SOAK_SEED:-1}"; then
+    echo "--- server log (last 50 lines) ---" >&2
+    tail -n 50 "$LOG" >&2
+    exit 1
+fi
+kill -0 $PID || { echo "the server died during the soak" >&2; cat "$LOG" >&2; exit 1; }

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOST=./target/release/reka-host
-MODEL=$("$HOST" fetch | head -n 1)
+MODEL=$("$HOST" fetch | sed -n 1p)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 LOG=$(mktemp)
 "$HOST" serve --listen "127.0.0.1:$PORT" --model "$MODEL" --model-name smollm2-135m >"$LOG" 2>&1 &

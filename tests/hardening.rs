@@ -94,6 +94,8 @@ fn guests_that_loop_allocate_or_trap_are_stopped_and_the_server_serves_on() {
         ("/bad/loop", "time limit (1000 ms of wasm execution)"),
         ("/bad/alloc", "memory limit (64 MiB)"),
         ("/bad/trap", "the request failed inside the server"),
+        // A spin-sdk 7 guest (wasi:http 0.3) that spins, with 3000 ms.
+        ("/p3/spin", "time limit (3000 ms of wasm execution)"),
     ] {
         let started = Instant::now();
         let r = server.get(path);
@@ -112,6 +114,15 @@ fn guests_that_loop_allocate_or_trap_are_stopped_and_the_server_serves_on() {
         assert_eq!(server.get("/bad/fine").status, 200);
         assert_eq!(server.get("/health").status, 200);
     }
+    // A p3 guest whose client leaves is dropped too (before its time limit).
+    let pid = server.pid();
+    let client = send_raw(&server.addr, "/p3/spin", "");
+    std::thread::sleep(Duration::from_millis(500));
+    drop(client);
+    std::thread::sleep(Duration::from_millis(700));
+    let after = cpu_over(pid, Duration::from_millis(1000));
+    assert!(after < 0.1, "a p3 guest still spins after its client left: {after:.2} CPU-s in 1 s");
+    assert_eq!(server.get("/p3/hello").status, 200);
     // A client's own request id is kept.
     let r = request_with(&server.addr, "GET", "/health", &[("x-request-id", "client-id-42")], None);
     assert_eq!(r.header("x-request-id"), Some("client-id-42"));

@@ -14,32 +14,52 @@ use std::task::{Context, Poll};
 use wasmtime_wasi_http::Error;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-/// A request's guest task: aborted if dropped before the request finished.
+/// How a request's guest is stopped.
+enum Stop {
+    /// A p2 guest runs in a task of ours: abort it.
+    Abort(tokio::task::AbortHandle),
+    /// A p3 guest runs in wasmtime-wasi-http's worker: tell the worker, which
+    /// expires the request and drops its store (see crate::p3).
+    Signal(tokio::sync::oneshot::Sender<()>),
+}
+
+/// A request's guest: stopped if dropped before the request finished.
 pub struct GuestTask {
-    abort: Option<tokio::task::AbortHandle>,
+    stop: Option<Stop>,
 }
 
 impl GuestTask {
+    /// A p2 guest's task.
     pub fn new(abort: tokio::task::AbortHandle) -> Self {
-        Self { abort: Some(abort) }
+        Self { stop: Some(Stop::Abort(abort)) }
+    }
+
+    /// A p3 guest, told by `gone` (see [`crate::p3::ClientGone`]).
+    pub fn signal(gone: tokio::sync::oneshot::Sender<()>) -> Self {
+        Self { stop: Some(Stop::Signal(gone)) }
     }
 
     /// The request was answered in full: let the guest end on its own.
     pub fn finished(&mut self) {
-        self.abort = None;
+        self.stop = None;
     }
 }
 
 impl Drop for GuestTask {
     fn drop(&mut self) {
-        if let Some(abort) = self.abort.take() {
-            if !abort.is_finished() {
-                // Dropping the task drops its store: its wasi:nn sessions free
-                // their KV caches at the engine's next step.
-                abort.abort();
-                crate::metrics::request_cancelled();
-                tracing::info!("client went away; request cancelled");
+        let stopped = match self.stop.take() {
+            // Dropping the task drops its store: its wasi:nn sessions free
+            // their KV caches at the engine's next step.
+            Some(Stop::Abort(task)) if !task.is_finished() => {
+                task.abort();
+                true
             }
+            Some(Stop::Signal(gone)) => gone.send(()).is_ok(),
+            _ => false,
+        };
+        if stopped {
+            crate::metrics::request_cancelled();
+            tracing::info!("client went away; request cancelled");
         }
     }
 }

@@ -113,6 +113,11 @@ impl Limiter {
     pub fn new(limits: GuestLimits, hit: LimitHit) -> Self {
         Self { limits, hit }
     }
+
+    /// The record of which limit, if any, was hit.
+    pub fn hit(&self) -> LimitHit {
+        self.hit.clone()
+    }
 }
 
 impl ResourceLimiter for Limiter {

@@ -11,12 +11,12 @@
 use crate::access::{ApiKeys, Cors};
 use crate::connections::{AcceptErrors, Admission, ConnLimits, Connections};
 use crate::guarded_body::{Deadline, GuardedBody, GuestTask, Held};
-use crate::limits::LimitHit;
+use crate::limits::{GuestLimits, LimitHit};
 use crate::manifest::{App, Component as AppComponent};
 use crate::timed_body::TimedBody;
 use crate::nn::Models;
 use crate::outbound::OutboundPolicy;
-use crate::p3::P3State;
+use crate::p3::{P3Request, P3State};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::handler::ProxyHandler;
 use crate::state::RequestState;
@@ -48,7 +48,10 @@ enum Served {
     },
     /// `wasi:http/handler@0.3`: wasmtime-wasi-http's handler drives the store's
     /// event loop; one store per request as well.
-    P3(ProxyHandler<P3State>),
+    P3 {
+        handler: ProxyHandler<P3State>,
+        limits: GuestLimits,
+    },
 }
 
 /// How the server treats its clients: keys, CORS, and how much each may hold.
@@ -145,7 +148,10 @@ impl Server {
                                  ({p2_err}) nor wasi:http/handler@0.3 ({p3_err})"
                             )
                         })?;
-                    Served::P3(ProxyHandler::new(state))
+                    Served::P3 {
+                        handler: ProxyHandler::new(state),
+                        limits: spec.limits,
+                    }
                 }
             };
             let kind = if matches!(served, Served::P2 { .. }) { "p2" } else { "p3" };
@@ -355,9 +361,18 @@ impl Server {
         let timeout = self.policy.body_timeout;
         let (pre, spec, outbound) = match served {
             Served::P2 { pre, spec, outbound } => (pre, spec, outbound),
-            Served::P3(handler) => {
+            Served::P3 { handler, limits } => {
                 let req = req.map(|b| TimedBody::new(b, timeout).boxed_unsync());
-                return handler.handle((), req).await.map_err(|e| Failure::Internal(wt(e)));
+                let (gone, client_gone) = tokio::sync::oneshot::channel();
+                held.guest = Some(GuestTask::signal(gone));
+                let hit = Arc::new(std::sync::OnceLock::new());
+                let request = P3Request { gone: client_gone, hit: hit.clone() };
+                return handler.handle(request, req).await.map_err(|e| {
+                    match hit.get().and_then(|h| h.message(limits)) {
+                        Some(m) => Failure::Limit(m),
+                        None => Failure::Internal(wt(e)),
+                    }
+                });
             }
         };
         let hit = LimitHit::default();

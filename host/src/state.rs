@@ -63,6 +63,13 @@ impl RequestState {
     }
 }
 
+impl RequestState {
+    /// Which of its limits, if any, stopped this request.
+    pub fn limit_hit(&self) -> LimitHit {
+        self.limiter.hit()
+    }
+}
+
 impl HasLimiter for RequestState {
     fn limiter(&mut self) -> &mut Limiter {
         &mut self.limiter

@@ -280,6 +280,11 @@ impl Server {
         let method = req.method().clone();
         let started = Instant::now();
         let request_id = self.request_id(req.headers());
+        let mut req = req;
+        // The guest sees the id too, to name it in its own log lines.
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&request_id) {
+            req.headers_mut().insert("x-request-id", v);
+        }
         let req_headers = req.headers().clone();
         let span = tracing::info_span!("request", id = %request_id);
         let mut held = Held { busy: Some(self.conns.busy(conn)), ..Held::default() };

@@ -3,6 +3,10 @@
 
 use crate::reka::inference::types::{Error as WitError, ErrorKind};
 use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+/// This request's `x-request-id` (set by the host); one instance serves one request.
+pub static REQUEST_ID: OnceLock<String> = OnceLock::new();
 
 /// An error to answer with.
 #[derive(Debug, Clone)]
@@ -114,13 +118,39 @@ impl From<WitError> for ApiError {
                 param: None,
                 code: Some("too_many_requests"),
             },
-            ErrorKind::Internal => ApiError {
-                status: 500,
-                kind: "server_error",
-                message: e.message,
-                param: None,
-                code: None,
-            },
+            ErrorKind::Internal => {
+                // The details (an engine's error text) go to the log only, under
+                // the request id the host gave this request and its response.
+                let id = REQUEST_ID.get().map_or("?", String::as_str);
+                eprintln!("gateway: request {id}: internal error: {}", e.message);
+                ApiError {
+                    status: 500,
+                    kind: "server_error",
+                    message: format!("The server had an error while processing your request (x-request-id {id})."),
+                    param: None,
+                    code: None,
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_reach_the_client_without_their_details() {
+        let e = ApiError::from(WitError {
+            kind: ErrorKind::Internal,
+            message: "engine: shape mismatch in matmul at host/src/model/llama.rs:120".into(),
+        });
+        assert_eq!(e.status, 500);
+        assert!(!e.message.contains("llama.rs"), "{}", e.message);
+        assert!(!e.message.contains("shape"), "{}", e.message);
+        assert!(e.message.contains("x-request-id"), "{}", e.message);
+        // Errors about the request itself keep their message.
+        let bad = ApiError::from(WitError { kind: ErrorKind::InvalidRequest, message: "max_tokens must be positive".into() });
+        assert_eq!((bad.status, bad.message.as_str()), (400, "max_tokens must be positive"));
     }
 }

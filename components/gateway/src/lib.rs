@@ -25,6 +25,9 @@ impl wasip2::exports::http::incoming_handler::Guest for Gateway {
         let path = request.path_with_query().unwrap_or_default();
         let path = path.split('?').next().unwrap_or_default().to_string();
         let method = request.method();
+        if let Some(id) = request.headers().get("x-request-id").into_iter().next() {
+            let _ = error::REQUEST_ID.set(String::from_utf8_lossy(&id).into_owned());
+        }
         let result = match (&method, path.trim_end_matches('/')) {
             (Method::Get, "/health") => http::json(out, 200, &serde_json::json!({"status": "ok"})),
             (Method::Get, "/v1/models") => http::json(out, 200, &handlers::models()),

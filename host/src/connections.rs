@@ -11,7 +11,7 @@
 //! closed to make room; if none is idle, the new connection gets a 503.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -39,6 +39,9 @@ impl ConnLimits {
     }
 }
 
+/// Descriptors kept free for other uses when the limit is found by running out.
+pub const FD_MARGIN: usize = 16;
+
 /// The soft limit on open files, from `/proc/self/limits`.
 fn open_files_limit() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -55,6 +58,9 @@ struct Entry {
 /// All open connections.
 pub struct Connections {
     limits: ConnLimits,
+    /// The cap in force: `limits.max_connections`, lowered if the descriptor
+    /// limit turns out to be reached first.
+    cap: AtomicUsize,
     open: Mutex<HashMap<u64, Entry>>,
     next: AtomicU64,
 }
@@ -101,6 +107,7 @@ impl Drop for BusyGuard {
 impl Connections {
     pub fn new(limits: ConnLimits) -> Arc<Self> {
         Arc::new(Self {
+            cap: AtomicUsize::new(limits.max_connections),
             limits,
             open: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
@@ -128,8 +135,10 @@ impl Connections {
     /// Admits a new connection, closing the longest-idle one if at the cap.
     pub fn admit(self: &Arc<Self>) -> Admission {
         let mut open = self.lock();
-        if open.len() >= self.limits.max_connections && !Self::evict_idle(&mut open) {
-            return Admission::Refuse;
+        while open.len() >= self.cap.load(Ordering::Relaxed) {
+            if !Self::evict_idle(&mut open) {
+                return Admission::Refuse;
+            }
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let close = Arc::new(Notify::new());
@@ -140,6 +149,24 @@ impl Connections {
     /// Closes the longest-idle connection (to free a descriptor); false if none is idle.
     pub fn close_longest_idle(&self) -> bool {
         Self::evict_idle(&mut self.lock())
+    }
+
+    /// The descriptors ran out with the connections now open: lowers the cap
+    /// to leave [`FD_MARGIN`] of them for everything else (instantiating a
+    /// guest takes a memfd, a model file an fd), and closes idle connections
+    /// down to it. Returns whether one was closed.
+    pub fn out_of_descriptors(&self) -> bool {
+        let mut open = self.lock();
+        let cap = open.len().saturating_sub(FD_MARGIN).max(1);
+        if cap < self.cap.load(Ordering::Relaxed) {
+            self.cap.store(cap, Ordering::Relaxed);
+            tracing::warn!("open files ran out with {} connections open; at most {cap} from now on", open.len());
+        }
+        let mut freed = false;
+        while open.len() > cap && Self::evict_idle(&mut open) {
+            freed = true;
+        }
+        freed
     }
 
     fn evict_idle(open: &mut HashMap<u64, Entry>) -> bool {
@@ -212,8 +239,14 @@ impl Default for AcceptErrors {
 
 impl AcceptErrors {
     /// Records an error; returns how long to wait before accepting again.
-    pub fn failed(&mut self, e: &std::io::Error) -> Duration {
-        self.delay = (self.delay * 2).clamp(Duration::from_millis(5), Duration::from_millis(500));
+    /// `freed`: an idle connection was closed to make room, so the next accept
+    /// may succeed as soon as it is gone (no longer back-off).
+    pub fn failed(&mut self, e: &std::io::Error, freed: bool) -> Duration {
+        self.delay = if freed {
+            Duration::from_millis(2)
+        } else {
+            (self.delay * 2).clamp(Duration::from_millis(5), Duration::from_millis(500))
+        };
         let due = self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         if due {
             tracing::warn!(
@@ -265,18 +298,36 @@ mod tests {
     }
 
     #[test]
+    fn running_out_of_descriptors_lowers_the_cap() {
+        let c = conns(1000);
+        let handles: Vec<ConnHandle> = (0..40)
+            .map(|_| match c.admit() {
+                Admission::Serve(h) => h,
+                Admission::Refuse => panic!("refused under the cap"),
+            })
+            .collect();
+        assert!(c.out_of_descriptors());
+        assert_eq!(c.len(), 40 - FD_MARGIN);
+        // New ones now replace idle ones instead of adding to them.
+        let Admission::Serve(newest) = c.admit() else { panic!("refused with idle connections open") };
+        assert_eq!(c.len(), 40 - FD_MARGIN);
+        drop((handles, newest));
+    }
+
+    #[test]
     fn accept_errors_back_off_and_reset() {
         let mut errs = AcceptErrors::default();
         let e = std::io::Error::other("too many open files");
-        let first = errs.failed(&e);
-        let second = errs.failed(&e);
+        let first = errs.failed(&e, false);
+        let second = errs.failed(&e, false);
         assert!(second > first);
         for _ in 0..20 {
-            errs.failed(&e);
+            errs.failed(&e, false);
         }
-        assert_eq!(errs.failed(&e), Duration::from_millis(500));
+        assert_eq!(errs.failed(&e, false), Duration::from_millis(500));
         assert_eq!(errs.suppressed, 22);
+        assert_eq!(errs.failed(&e, true), Duration::from_millis(2));
         errs.succeeded();
-        assert_eq!(errs.failed(&e), Duration::from_millis(5));
+        assert_eq!(errs.failed(&e, false), Duration::from_millis(5));
     }
 }

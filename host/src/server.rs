@@ -192,8 +192,12 @@ impl Server {
                         Err(e) => {
                             // Out of descriptors (or another transient error): make
                             // room if an idle connection can go, and back off.
-                            self.conns.close_longest_idle();
-                            tokio::time::sleep(errors.failed(&e)).await;
+                            let freed = match e.raw_os_error() {
+                                // EMFILE, ENFILE: the descriptor limit is lower than the cap.
+                                Some(24 | 23) => self.conns.out_of_descriptors(),
+                                _ => self.conns.close_longest_idle(),
+                            };
+                            tokio::time::sleep(errors.failed(&e, freed)).await;
                             continue;
                         }
                     };

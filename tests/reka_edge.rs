@@ -102,7 +102,20 @@ fn bad_media_gets_a_400_that_names_it() {
     );
     assert_eq!(resp.status, 400, "{}", resp.body);
     assert!(resp.body.contains("at most"), "{}", resp.body);
-    let audio = json!([{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}]}]);
+    // A well-formed WAV (16 kHz mono, 10 ms of silence): the refusal is about the
+    // model, not the audio (hostile WAV headers are refused before any model is
+    // looked at, see tests/media_limits.rs).
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&356u32.to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    for field in [16u32, 0x0001_0001, 16_000, 32_000, 0x0010_0002] {
+        wav.extend_from_slice(&field.to_le_bytes());
+    }
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&320u32.to_le_bytes());
+    wav.resize(wav.len() + 320, 0);
+    let wav = base64::engine::general_purpose::STANDARD.encode(wav);
+    let audio = json!([{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}}]}]);
     let resp = server.post_json("/v1/chat/completions", &json!({"messages": audio, "max_tokens": 1}));
     assert_eq!(resp.status, 400, "{}", resp.body);
     assert!(resp.body.contains("does not read audio"), "{}", resp.body);

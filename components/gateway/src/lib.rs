@@ -10,6 +10,8 @@ mod handlers;
 mod http;
 mod parts;
 mod reasoning;
+#[cfg(test)]
+mod fuzz_replay;
 
 wit_bindgen::generate!({
     world: "gateway",

@@ -186,3 +186,6 @@ export!(Preprocess);
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz_replay;

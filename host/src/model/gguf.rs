@@ -18,17 +18,7 @@ use std::path::Path;
 /// Reads metadata and weights of `path` and serves it as `name`.
 pub fn load(name: &str, path: &Path) -> Result<super::Loaded> {
     let mut reader = BufReader::new(File::open(path)?);
-    let content = Content::read(&mut reader).map_err(|e| anyhow!("not a GGUF file: {e}"))?;
-    let md = Meta(&content);
-    let arch = md.string("general.architecture")?;
-    if !matches!(arch.as_str(), "llama" | "mistral" | "granite") {
-        bail!("unsupported GGUF architecture {arch:?} (llama-style decoders only)");
-    }
-    let vocab = md.vocab()?;
-    let cfg = md.decoder(&arch, vocab.tokens.len())?;
-    if let RopeScaling::Unsupported(kind) = &cfg.rope_scaling {
-        bail!("the file asks for rope scaling {kind:?}, which is not supported for GGUF (linear is)");
-    }
+    let Header { content, cfg, info, vocab } = read_header(name, &mut reader)?;
     let device = Device::Cpu;
     let mut tensor = |n: &str| {
         content
@@ -70,8 +60,34 @@ pub fn load(name: &str, path: &Path) -> Result<super::Loaded> {
         final_norm,
         lm_head,
     };
-    let info = md.model_info(name, &arch, &cfg, &vocab)?;
     Ok((Llama::new(cfg, weights, &device)?, info, vocab))
+}
+
+/// What a GGUF file says before its weights.
+pub struct Header {
+    /// The parsed header: metadata and tensor infos.
+    pub content: Content,
+    pub cfg: DecoderConfig,
+    pub info: ModelInfo,
+    pub vocab: VocabSpec,
+}
+
+/// Reads and checks the header and metadata of a GGUF file (no tensor data);
+/// public for the fuzz targets.
+pub fn read_header<R: std::io::Read + std::io::Seek>(name: &str, reader: &mut R) -> Result<Header> {
+    let content = Content::read(reader).map_err(|e| anyhow!("not a GGUF file: {e}"))?;
+    let md = Meta(&content);
+    let arch = md.string("general.architecture")?;
+    if !matches!(arch.as_str(), "llama" | "mistral" | "granite") {
+        bail!("unsupported GGUF architecture {arch:?} (llama-style decoders only)");
+    }
+    let vocab = md.vocab()?;
+    let cfg = md.decoder(&arch, vocab.tokens.len())?;
+    if let RopeScaling::Unsupported(kind) = &cfg.rope_scaling {
+        bail!("the file asks for rope scaling {kind:?}, which is not supported for GGUF (linear is)");
+    }
+    let info = md.model_info(name, &arch, &cfg, &vocab)?;
+    Ok(Header { content, cfg, info, vocab })
 }
 
 struct Meta<'a>(&'a Content);
@@ -113,7 +129,17 @@ impl Meta<'_> {
         let k = |s: &str| format!("{arch}.{s}");
         let hidden = self.u32(&k("embedding_length"))? as usize;
         let heads = self.u32(&k("attention.head_count"))? as usize;
+        if hidden == 0 || heads == 0 {
+            bail!("embedding_length {hidden} and attention.head_count {heads} must both be positive");
+        }
+        let kv_heads = self.opt_u32(&k("attention.head_count_kv")).unwrap_or(heads as u32) as usize;
+        if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+            bail!("attention.head_count_kv {kv_heads} must be positive and divide attention.head_count {heads}");
+        }
         let head_dim = self.opt_u32(&k("attention.key_length")).map_or(hidden / heads, |d| d as usize);
+        if head_dim == 0 {
+            bail!("the attention head size is 0 (attention.key_length, or embedding_length / head_count)");
+        }
         // llama.cpp's n_rot: the leading dims of a head that rotate.
         let rotary_dim = self.opt_u32(&k("rope.dimension_count")).map_or(head_dim, |d| d as usize);
         if rotary_dim > head_dim || !rotary_dim.is_multiple_of(2) {
@@ -131,7 +157,7 @@ impl Meta<'_> {
             intermediate_size: self.u32(&k("feed_forward_length"))? as usize,
             num_layers: self.u32(&k("block_count"))? as usize,
             num_heads: heads,
-            num_kv_heads: self.opt_u32(&k("attention.head_count_kv")).unwrap_or(heads as u32) as usize,
+            num_kv_heads: kv_heads,
             head_dim,
             rotary_dim,
             vocab_size: self.opt_u32(&k("vocab_size")).map(|v| v as usize).unwrap_or(vocab_len),

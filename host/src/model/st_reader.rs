@@ -96,9 +96,13 @@ impl Checkpoint {
                     off.first().and_then(|x| x.as_u64()).context("bad offset")?,
                     off.get(1).and_then(|x| x.as_u64()).context("bad offset")?,
                 );
-                let (start, end) = (8 + n + a, 8 + n + b);
-                let want = shape.iter().product::<usize>() * dtype.size();
-                if end > len || b < a || (b - a) as usize != want {
+                // Checked: a crafted header must not wrap a size or an offset around.
+                let want = shape.iter().try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64));
+                let (start, end) = ((8 + n).checked_add(a), (8 + n).checked_add(b));
+                let (Some(want), Some(start), Some(end)) = (want, start, end) else {
+                    bail!("{}: tensor {name} has a size or offsets past 2^64 bytes", path.display());
+                };
+                if end > len || b < a || b - a != want {
                     bail!("{}: tensor {name} has a bad byte range", path.display());
                 }
                 total += end - start;
@@ -194,5 +198,41 @@ impl Checkpoint {
     /// A 16-bit weight matrix `[rows, cols]`.
     pub fn half_matrix(&self, name: &str, rows: usize, cols: usize, kind: HalfType) -> Result<HalfMatrix> {
         HalfMatrix::new(kind, rows, cols, self.halves(name, &[rows, cols], kind)?).map_err(anyhow::Error::msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Checkpoint;
+
+    /// A safetensors file with `header` and `data`, opened.
+    fn open(name: &str, header: &str, data: &[u8]) -> anyhow::Result<Checkpoint> {
+        let path = std::env::temp_dir().join(format!("reka-st-{}-{name}.safetensors", std::process::id()));
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        std::fs::write(&path, bytes)?;
+        let ck = Checkpoint::open(std::slice::from_ref(&path));
+        let _ = std::fs::remove_file(&path);
+        ck
+    }
+
+    /// Regressions from fuzzing (fuzz/corpus/safetensors/crash-*): sizes and
+    /// offsets that wrapped around 2^64 were accepted.
+    #[test]
+    fn wrapping_sizes_and_offsets_are_refused() {
+        // 3 × 6148914691236517206 elements wrap to 2 in 64 bits: 8 bytes "fit".
+        let e = open("shape", r#"{"a":{"dtype":"F32","shape":[3,6148914691236517206],"data_offsets":[0,8]}}"#, &[0; 8]);
+        assert!(e.err().is_some_and(|e| e.to_string().contains("past 2^64")));
+        // 8 + header + offset wraps to 0: the header itself would be read as data.
+        let probe = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551000,18446744073709551004]}}"#;
+        let a = u64::MAX - 8 - probe.len() as u64 + 1;
+        let header = format!(r#"{{"a":{{"dtype":"F32","shape":[1],"data_offsets":[{a},{}]}}}}"#, a + 4);
+        assert_eq!(header.len(), probe.len());
+        let e = open("offset", &header, &[0; 4]);
+        assert!(e.err().is_some_and(|e| e.to_string().contains("past 2^64")));
+        // A good one still opens.
+        let ck = open("good", r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &[0; 8]).expect("a valid file");
+        assert_eq!(ck.shape("a"), Some(&[2usize][..]));
     }
 }

@@ -92,7 +92,9 @@ fn declared_specials(tok_cfg: &Value) -> Vec<(String, u32)> {
 }
 
 /// Converts a byte-level BPE `tokenizer.json` into the GGUF-style vocabulary.
-fn vocab_spec(tok: &Value, vocab_size: usize) -> Result<VocabSpec> {
+/// The vocabulary of a parsed `tokenizer.json` (BPE only), `vocab_size` ids
+/// (ids past it are dropped). Public for the fuzz targets.
+pub fn vocab_spec(tok: &Value, vocab_size: usize) -> Result<VocabSpec> {
     let model = tok.get("model").context("tokenizer.json has no model")?;
     if model.get("type").and_then(|t| t.as_str()) != Some("BPE") {
         bail!("only BPE tokenizer.json files are supported");

@@ -1,0 +1,48 @@
+//! CI's brief fuzzing of the request JSON (the `request_json` target): every file
+//! of `fuzz/corpus/request_json/` (seeds and what fuzzing found), then seeded
+//! mutations of them for a few seconds, through the parsers the handlers use
+//! (body → object → messages with their parts, options, chat options, prompt,
+//! `parse_special`). Each must answer `Ok` or an `ApiError` with a 4xx status,
+//! never panic. The mutator is the main workspace's `reka-fuzz-mutate`, included
+//! by path (no dependency of the components on the main workspace).
+
+#[path = "../../../fuzz/mutate/src/lib.rs"]
+#[allow(dead_code)]
+mod mutate;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use crate::api;
+
+/// One request body through every parser; panics on a non-4xx error.
+fn request_json(body: &[u8]) {
+    let four = |e: crate::error::ApiError| assert!((400..500).contains(&e.status), "status {}", e.status);
+    let Ok(o) = api::object(body).map_err(four) else { return };
+    let _ = api::messages(&o).map_err(four);
+    let _ = api::options(&o).map_err(four);
+    let _ = api::chat_options(&o).map_err(four);
+    let _ = api::prompt(&o).map_err(four);
+    let _ = api::parse_special(&o).map_err(four);
+}
+
+#[test]
+fn request_json_corpus_and_mutations() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/request_json");
+    let files = mutate::read_corpus(&dir);
+    assert!(!files.is_empty(), "{} is empty", dir.display());
+    for (path, bytes) in &files {
+        assert!(catch_unwind(|| request_json(bytes)).is_ok(), "{}", path.display());
+    }
+    let mut rng = mutate::Rng::new(mutate::seed());
+    let deadline = Instant::now() + Duration::from_secs_f64(mutate::seconds());
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        let (a, b) = (rng.below(files.len()), rng.below(files.len()));
+        let input = mutate::mutate(&mut rng, &files[a].1, &files[b].1);
+        n += 1;
+        let ok = catch_unwind(AssertUnwindSafe(|| request_json(&input))).is_ok();
+        assert!(ok, "mutation {n} (seed {}) panicked: {:?}", mutate::seed(), String::from_utf8_lossy(&input));
+    }
+    println!("request_json: {} corpus files, {n} mutated inputs", files.len());
+}

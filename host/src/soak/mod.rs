@@ -22,8 +22,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+
+mod check;
+mod scrape;
+mod wire;
+
+use check::{check_stream, check_whole, error_body, refusal};
+use scrape::{first_model, scrape, settle};
+use wire::{read_body, read_head, send};
 
 /// The `soak` command's arguments.
 #[derive(clap::Args, Debug, Clone)]
@@ -160,205 +166,6 @@ const PROMPTS: &[&str] = &[
     "Explain what a hash map is in one sentence.",
     "Tell me a short story about a robot who learns to paint, with a happy ending.",
 ];
-
-/// A parsed response head.
-struct Head {
-    status: u16,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn chunked(&self) -> bool {
-        self.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    }
-}
-
-type Conn = BufReader<TcpStream>;
-
-/// Sends one request on a fresh connection.
-async fn send(addr: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> std::io::Result<Conn> {
-    let mut s = TcpStream::connect(addr).await?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(body).await?;
-    Ok(BufReader::new(s))
-}
-
-async fn read_head(r: &mut Conn) -> Result<Head, String> {
-    let mut line = String::new();
-    r.read_line(&mut line).await.map_err(|e| format!("reading the status line: {e}"))?;
-    let mut parts = line.split_whitespace();
-    let status = match (parts.next(), parts.next().and_then(|c| c.parse::<u16>().ok())) {
-        (Some(v), Some(s)) if v.starts_with("HTTP/1.") => s,
-        _ => return Err(format!("bad status line {line:?}")),
-    };
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        let n = r.read_line(&mut line).await.map_err(|e| format!("reading headers: {e}"))?;
-        if n == 0 {
-            return Err("the connection closed inside the headers".into());
-        }
-        let h = line.trim_end();
-        if h.is_empty() {
-            return Ok(Head { status, headers });
-        }
-        let (k, v) = h.split_once(':').ok_or_else(|| format!("bad header line {h:?}"))?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-}
-
-/// The next chunk of a chunked body; `None` after the last.
-async fn read_chunk(r: &mut Conn) -> Result<Option<Vec<u8>>, String> {
-    let mut size = String::new();
-    r.read_line(&mut size).await.map_err(|e| format!("reading a chunk size: {e}"))?;
-    let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16).map_err(|_| format!("bad chunk size {size:?}"))?;
-    if n == 0 {
-        // Trailers (none expected) end with an empty line.
-        let mut end = String::new();
-        r.read_line(&mut end).await.map_err(|e| format!("reading the last chunk: {e}"))?;
-        return Ok(None);
-    }
-    let mut buf = vec![0; n + 2];
-    r.read_exact(&mut buf).await.map_err(|e| format!("reading a chunk of {n} bytes: {e}"))?;
-    if &buf[n..] != b"\r\n" {
-        return Err("a chunk does not end in CRLF".into());
-    }
-    buf.truncate(n);
-    Ok(Some(buf))
-}
-
-async fn read_body(r: &mut Conn, head: &Head) -> Result<Vec<u8>, String> {
-    let mut data = Vec::new();
-    if head.chunked() {
-        while let Some(c) = read_chunk(r).await? {
-            data.extend_from_slice(&c);
-        }
-    } else if let Some(len) = head.header("content-length") {
-        let n: usize = len.parse().map_err(|_| format!("bad content-length {len:?}"))?;
-        data.resize(n, 0);
-        r.read_exact(&mut data).await.map_err(|e| format!("reading a body of {n} bytes: {e}"))?;
-    } else {
-        r.read_to_end(&mut data).await.map_err(|e| format!("reading the body: {e}"))?;
-    }
-    Ok(data)
-}
-
-/// An OpenAI-style error body: `{"error": {"message": "...", "type": "..."}}`.
-fn error_body(body: &[u8]) -> Result<(), String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("the error body is not JSON ({e}): {}", String::from_utf8_lossy(body)))?;
-    match (v["error"]["message"].as_str(), v["error"]["type"].as_str()) {
-        (Some(m), Some(_)) if !m.is_empty() => Ok(()),
-        _ => Err(format!("not an OpenAI error body: {v}")),
-    }
-}
-
-/// A refusal under load: 429 / 503 with `retry-after` and a JSON error body.
-fn refusal(head: &Head, body: &[u8]) -> Outcome {
-    if head.header("retry-after").is_none() {
-        return Outcome::Malformed(format!("{} without retry-after", head.status));
-    }
-    match error_body(body) {
-        Ok(()) => Outcome::Refused,
-        Err(e) => Outcome::Malformed(e),
-    }
-}
-
-/// Checks a non-streaming answer.
-fn check_whole(kind: Kind, max_tokens: u32, head: &Head, body: &[u8]) -> Outcome {
-    match head.status {
-        200 => {}
-        429 | 503 => return refusal(head, body),
-        s => return Outcome::Malformed(format!("status {s}: {}", String::from_utf8_lossy(body))),
-    }
-    if !head.header("content-type").is_some_and(|c| c.starts_with("application/json")) {
-        return Outcome::Malformed(format!("content-type {:?}", head.header("content-type")));
-    }
-    let v: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => return Outcome::Malformed(format!("body is not JSON ({e})")),
-    };
-    let choice = &v["choices"][0];
-    let text = if kind == Kind::Completion { &choice["text"] } else { &choice["message"]["content"] };
-    let n = v["usage"]["completion_tokens"].as_u64();
-    let finish = choice["finish_reason"].as_str();
-    match (text.is_string(), n, finish) {
-        (true, Some(n), Some("stop" | "length")) if (1..=u64::from(max_tokens)).contains(&n) => Outcome::Answered,
-        _ => Outcome::Malformed(format!("not a complete completion: {v}")),
-    }
-}
-
-/// Reads and checks an SSE stream; with `stop_after` events, disconnects then.
-async fn check_stream(r: &mut Conn, head: &Head, stop_after: Option<u64>) -> Outcome {
-    match head.status {
-        200 => {}
-        429 | 503 => {
-            return match read_body(r, head).await {
-                Ok(b) => refusal(head, &b),
-                Err(e) => Outcome::Malformed(e),
-            }
-        }
-        s => return Outcome::Malformed(format!("status {s}")),
-    }
-    if !head.header("content-type").is_some_and(|c| c.starts_with("text/event-stream")) || !head.chunked() {
-        return Outcome::Malformed(format!("a stream with content-type {:?}, not chunked", head.header("content-type")));
-    }
-    let mut pending = Vec::new();
-    let (mut events, mut done, mut finished, mut errored) = (0u64, false, false, false);
-    loop {
-        let chunk = match read_chunk(r).await {
-            Ok(Some(c)) => c,
-            Ok(None) => break,
-            Err(e) => return Outcome::Malformed(e),
-        };
-        pending.extend_from_slice(&chunk);
-        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
-            let event: Vec<u8> = pending.drain(..end + 2).collect();
-            let Ok(text) = std::str::from_utf8(&event[..end]) else {
-                return Outcome::Malformed("an event is not UTF-8".into());
-            };
-            if done {
-                return Outcome::Malformed(format!("an event after [DONE]: {text:?}"));
-            }
-            let Some(data) = text.strip_prefix("data: ") else {
-                return Outcome::Malformed(format!("an event without data: {text:?}"));
-            };
-            if data == "[DONE]" {
-                done = true;
-                continue;
-            }
-            let v: Value = match serde_json::from_str(data) {
-                Ok(v) => v,
-                Err(e) => return Outcome::Malformed(format!("an event is not JSON ({e}): {data:?}")),
-            };
-            if v.get("error").is_some() {
-                if let Err(e) = error_body(data.as_bytes()) {
-                    return Outcome::Malformed(e);
-                }
-                errored = true;
-            } else if v["choices"][0]["finish_reason"].is_string() {
-                finished = true;
-            }
-            events += 1;
-            if stop_after.is_some_and(|n| events >= n) && !finished {
-                return Outcome::Disconnected;
-            }
-        }
-    }
-    match (pending.is_empty(), done, finished, errored) {
-        (false, ..) => Outcome::Malformed("the stream ends inside an event".into()),
-        (_, false, ..) => Outcome::Malformed("the stream ends without data: [DONE]".into()),
-        (_, _, _, true) => Outcome::Refused,
-        (_, _, true, _) => Outcome::Answered,
-        _ => Outcome::Malformed("the stream has no finish_reason".into()),
-    }
-}
 
 /// What the clients share.
 struct Shared {
@@ -506,56 +313,6 @@ fn random_kind(rng: &mut Rng) -> Kind {
         68..=79 => Kind::DropWhole,
         _ => Kind::Bad(*rng.pick(&Bad::ALL)),
     }
-}
-
-/// One scrape of `/metrics`: the figures the soak watches.
-#[derive(Debug, Default, Clone, Copy)]
-struct Scrape {
-    rss: u64,
-    kv_bytes: u64,
-    running: u64,
-    waiting: u64,
-    cancelled: u64,
-}
-
-/// Sums every sample of `name` (all label sets) in a Prometheus text body.
-fn metric_sum(text: &str, name: &str) -> Option<f64> {
-    let mut found = None;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let (series, value) = line.rsplit_once(' ')?;
-        let base = series.split('{').next().unwrap_or(series);
-        if base == name {
-            *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
-        }
-    }
-    found
-}
-
-async fn scrape(addr: &str) -> Result<Scrape> {
-    let mut r = send(addr, "GET", "/metrics", "text/plain", b"").await.context("connecting for /metrics")?;
-    let head = read_head(&mut r).await.map_err(anyhow::Error::msg)?;
-    let body = read_body(&mut r, &head).await.map_err(anyhow::Error::msg)?;
-    if head.status != 200 {
-        bail!("GET /metrics answered {}", head.status);
-    }
-    let text = String::from_utf8_lossy(&body);
-    let get = |n: &str| metric_sum(&text, n).with_context(|| format!("/metrics has no {n}"));
-    Ok(Scrape {
-        rss: get("process_resident_memory_bytes")? as u64,
-        kv_bytes: get("reka:kv_cache_bytes_in_use")? as u64,
-        running: get("reka:num_requests_running")? as u64,
-        waiting: get("reka:num_requests_waiting")? as u64,
-        cancelled: get("reka:requests_cancelled_total")? as u64,
-    })
-}
-
-/// The first model of `/v1/models`.
-async fn first_model(addr: &str) -> Result<String> {
-    let mut r = send(addr, "GET", "/v1/models", "application/json", b"").await.context("connecting to the server")?;
-    let head = read_head(&mut r).await.map_err(anyhow::Error::msg)?;
-    let body = read_body(&mut r, &head).await.map_err(anyhow::Error::msg)?;
-    let v: Value = serde_json::from_slice(&body).context("/v1/models is not JSON")?;
-    v["data"][0]["id"].as_str().map(str::to_string).context("/v1/models lists no model")
 }
 
 fn mib(b: u64) -> String {
@@ -709,39 +466,9 @@ async fn soak(args: &SoakArgs) -> Result<()> {
     }
 }
 
-/// Waits until nothing runs, waits or holds KV memory (or `patience` runs out),
-/// then gives the memory a moment to come back; returns the last scrape.
-async fn settle(addr: &str, patience: Duration) -> Result<Scrape> {
-    let until = Instant::now() + patience;
-    let mut last = scrape(addr).await?;
-    let idle = |s: &Scrape| s.kv_bytes == 0 && s.running == 0 && s.waiting == 0;
-    while Instant::now() < until && !idle(&last) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        last = scrape(addr).await?;
-    }
-    // Memory freed by the last requests may lag their KV by a moment: take the
-    // lowest reading of a second.
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let s = scrape(addr).await?;
-        if s.rss < last.rss {
-            last.rss = s.rss;
-        }
-    }
-    Ok(last)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metric_sums_add_every_label_set() {
-        let text = "# HELP a x\n# TYPE a gauge\na{model_name=\"m\"} 3\na{model_name=\"n\"} 4\nab 9\n";
-        assert_eq!(metric_sum(text, "a"), Some(7.0));
-        assert_eq!(metric_sum(text, "ab"), Some(9.0));
-        assert_eq!(metric_sum(text, "c"), None);
-    }
 
     #[test]
     fn the_mix_has_every_kind() {

@@ -12,7 +12,10 @@ HOST=./target/release/reka-host
 MODEL=$("$HOST" fetch | sed -n 1p)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 LOG=$(mktemp)
-"$HOST" serve --listen "127.0.0.1:$PORT" --model "$MODEL" --model-name smollm2-135m >"$LOG" 2>&1 &
+# At most two malloc arenas: glibc's per-thread arenas (up to 8 per core) keep
+# freed memory and make resident memory climb with the threads a run touches,
+# which hid a leak's signal under ~20-40 MiB of noise (docs/RELIABILITY.md, Soak).
+MALLOC_ARENA_MAX=2 "$HOST" serve --listen "127.0.0.1:$PORT" --model "$MODEL" --model-name smollm2-135m >"$LOG" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
 for _ in $(seq 1 240); do

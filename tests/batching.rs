@@ -58,7 +58,8 @@ fn sixteen_concurrent_streams_equal_their_single_stream_outputs() {
 }
 
 /// A KV budget of 2 MiB holds 45 positions of SmolLM2-135M (30 layers × 2 ×
-/// 192 floats × 4 bytes each). Prompts that can never fit get 503; with no
+/// 192 floats × 4 bytes each). Prompts that can never fit get 400 (no retry can
+/// succeed); with no
 /// waiting room a second session gets 429 while the first runs; once the load
 /// is gone the server answers normally.
 #[test]
@@ -70,9 +71,9 @@ fn past_the_kv_budget_requests_get_429_or_503_and_the_server_keeps_serving() {
     );
     let long = "word ".repeat(60);
     let r = complete(&server.addr, &long, 4);
-    assert_eq!(r.status, 503, "{}", r.body);
-    assert_eq!(r.json()["error"]["code"], "overloaded", "{}", r.body);
-    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "context_length_exceeded", "{}", r.body);
+    assert_eq!(r.header("retry-after"), None);
 
     // Eight sessions of 4 + 30 positions each against room for 45: some must be
     // turned away (429 with nobody allowed to wait, or 503 when the budget runs

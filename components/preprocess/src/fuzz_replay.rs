@@ -10,8 +10,6 @@
 #[allow(dead_code)]
 mod mutate;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
 
 use crate::fetch;
 
@@ -31,20 +29,5 @@ fn data_url(input: &[u8]) {
 #[test]
 fn data_url_corpus_and_mutations() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/data_url");
-    let files = mutate::read_corpus(&dir);
-    assert!(!files.is_empty(), "{} is empty", dir.display());
-    for (path, bytes) in &files {
-        assert!(catch_unwind(|| data_url(bytes)).is_ok(), "{}", path.display());
-    }
-    let mut rng = mutate::Rng::new(mutate::seed());
-    let deadline = Instant::now() + Duration::from_secs_f64(mutate::seconds());
-    let mut n = 0u64;
-    while Instant::now() < deadline {
-        let (a, b) = (rng.below(files.len()), rng.below(files.len()));
-        let input = mutate::mutate(&mut rng, &files[a].1, &files[b].1);
-        n += 1;
-        let ok = catch_unwind(AssertUnwindSafe(|| data_url(&input))).is_ok();
-        assert!(ok, "mutation {n} (seed {}) panicked: {:?}", mutate::seed(), String::from_utf8_lossy(&input));
-    }
-    println!("data_url: {} corpus files, {n} mutated inputs", files.len());
+    mutate::replay_and_mutate("data_url", &dir, data_url);
 }

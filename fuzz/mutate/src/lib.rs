@@ -126,3 +126,27 @@ pub fn seconds() -> f64 {
 pub fn seed() -> u64 {
     std::env::var("REKA_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_F00D)
 }
+
+/// Replays every file of the corpus in `dir` through `target`, then feeds it
+/// mutations of the corpus for [`seconds`]; panics (naming the input) if the
+/// target panics on any. Returns (corpus files, mutated inputs).
+pub fn replay_and_mutate(name: &str, dir: &std::path::Path, target: impl Fn(&[u8]) + std::panic::RefUnwindSafe) -> (usize, u64) {
+    use std::panic::catch_unwind;
+    let files = read_corpus(dir);
+    assert!(!files.is_empty(), "{} is empty", dir.display());
+    for (path, bytes) in &files {
+        assert!(catch_unwind(|| target(bytes)).is_ok(), "{name}: {}", path.display());
+    }
+    let mut rng = Rng::new(seed());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds());
+    let mut n = 0u64;
+    while std::time::Instant::now() < deadline {
+        let (a, b) = (rng.below(files.len()), rng.below(files.len()));
+        let input = mutate(&mut rng, &files[a].1, &files[b].1);
+        n += 1;
+        let ok = catch_unwind(|| target(&input)).is_ok();
+        assert!(ok, "{name}: mutation {n} (seed {}) panicked: {:?}", seed(), String::from_utf8_lossy(&input));
+    }
+    println!("{name}: {} corpus files, {n} mutated inputs", files.len());
+    (files.len(), n)
+}

@@ -108,6 +108,11 @@ fn guests_that_loop_allocate_or_trap_are_stopped_and_the_server_serves_on() {
             assert!(!r.body.contains(leak), "{path} leaks {leak:?}: {}", r.body);
         }
         let id = r.header("x-request-id").expect("x-request-id").to_string();
+        // The server's stderr is read by another thread: give it a moment.
+        let waited = Instant::now();
+        while server.log_count(&id) == 0 && waited.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert!(server.log_count(&id) >= 1, "the log does not name request {id}");
         assert!(started.elapsed() < Duration::from_secs(30), "{path} took {:?}", started.elapsed());
         // The server serves on: the same component, and the app.

@@ -106,8 +106,9 @@ pub fn options(o: &Map<String, Value>) -> Result<Options, ApiError> {
     };
     let max_tokens = match integer(o, "max_completion_tokens")?.or(integer(o, "max_tokens")?) {
         None => None,
-        Some(n) if (1..=u32::MAX as i64).contains(&n) => Some(n as u32),
-        Some(n) => return Err(ApiError::invalid("max_tokens", format!("`max_tokens` must be at least 1, got {n}."))),
+        // 0 only scores the prompt (completions with `echo`; checked there).
+        Some(n) if (0..=u32::MAX as i64).contains(&n) => Some(n as u32),
+        Some(n) => return Err(ApiError::invalid("max_tokens", format!("`max_tokens` must be at least 0, got {n}."))),
     };
     let temperature = number(o, "temperature")?.unwrap_or(1.0);
     if !(0.0..=2.0).contains(&temperature) {
@@ -146,10 +147,6 @@ pub fn options(o: &Map<String, Value>) -> Result<Options, ApiError> {
         .and_then(|s| s.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    match integer(o, "n")? {
-        None | Some(1) => {}
-        Some(_) => return Err(ApiError::invalid("n", "Only `n` = 1 is supported.")),
-    }
     let reasoning = match o.get("reasoning_format") {
         None | Some(Value::Null) => ReasoningFormat::default(),
         Some(Value::String(s)) => ReasoningFormat::parse(s).ok_or_else(|| {
@@ -221,20 +218,32 @@ pub fn parse_special(o: &Map<String, Value>) -> Result<bool, ApiError> {
     }
 }
 
-/// Reads `prompt` of a completions request: a string, a list of one string, or token ids.
-pub fn prompt(o: &Map<String, Value>) -> Result<PromptInput, ApiError> {
-    let bad = || ApiError::invalid("prompt", "`prompt` must be a string, a list of one string, or a list of token ids.");
-    match o.get("prompt") {
-        None | Some(Value::Null) => Err(ApiError::invalid("prompt", "Missing required parameter: `prompt`.")),
-        Some(Value::String(s)) => Ok(PromptInput::Text(s.clone())),
-        Some(Value::Array(a)) => match a.as_slice() {
-            [Value::String(s)] => Ok(PromptInput::Text(s.clone())),
-            [Value::Array(ids)] => ids_of(ids).ok_or_else(bad),
-            [] => Err(bad()),
-            ids => ids_of(ids).ok_or_else(bad),
-        },
-        Some(_) => Err(bad()),
+/// Most prompts in one completions request.
+pub const MAX_PROMPTS: usize = 256;
+
+/// Reads `prompt` of a completions request, as OpenAI and vLLM take it: a
+/// string, a list of strings, a list of token ids, or a list of token-id
+/// lists; one choice (or `n`) per prompt, in order.
+pub fn prompts(o: &Map<String, Value>) -> Result<Vec<PromptInput>, ApiError> {
+    let bad = || ApiError::invalid("prompt", "`prompt` must be a string, a list of strings, a list of token ids, or a list of token-id lists, none empty.");
+    let list = match o.get("prompt") {
+        None | Some(Value::Null) => return Err(ApiError::invalid("prompt", "Missing required parameter: `prompt`.")),
+        Some(Value::String(s)) => return Ok(vec![PromptInput::Text(s.clone())]),
+        Some(Value::Array(a)) if a.iter().all(Value::is_number) => return ids_of(a).map(|p| vec![p]).ok_or_else(bad),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(bad()),
+    };
+    if list.is_empty() || list.len() > MAX_PROMPTS {
+        return Err(ApiError::invalid("prompt", format!("`prompt` must hold 1 to {MAX_PROMPTS} prompts.")));
     }
+    list.iter()
+        .map(|p| match p {
+            Value::String(s) => Some(PromptInput::Text(s.clone())),
+            Value::Array(ids) => ids_of(ids),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(bad)
 }
 
 fn ids_of(a: &[Value]) -> Option<PromptInput> {
@@ -282,8 +291,8 @@ mod tests {
 
     #[test]
     fn rejects_out_of_range_options() {
-        for bad in [json!({"temperature": 3}), json!({"top_p": 0}), json!({"max_tokens": 0}),
-                    json!({"n": 2}), json!({"stop": [1]}), json!({"stream": "yes"})] {
+        for bad in [json!({"temperature": 3}), json!({"top_p": 0}), json!({"max_tokens": -1}),
+                    json!({"stop": [1]}), json!({"stream": "yes"})] {
             assert_eq!(options(&obj(bad.clone())).map(|_| ()).unwrap_err().status, 400, "{bad}");
         }
     }
@@ -301,8 +310,13 @@ mod tests {
 
     #[test]
     fn prompt_forms() {
-        assert_eq!(prompt(&obj(json!({"prompt": ["hi"]}))).ok(), Some(PromptInput::Text("hi".into())));
-        assert_eq!(prompt(&obj(json!({"prompt": [1, 2]}))).ok(), Some(PromptInput::Ids(vec![1, 2])));
-        assert!(prompt(&obj(json!({"prompt": 3}))).is_err());
+        let text = |s: &str| PromptInput::Text(s.into());
+        assert_eq!(prompts(&obj(json!({"prompt": "hi"}))).ok(), Some(vec![text("hi")]));
+        assert_eq!(prompts(&obj(json!({"prompt": ["hi", "yo"]}))).ok(), Some(vec![text("hi"), text("yo")]));
+        assert_eq!(prompts(&obj(json!({"prompt": [1, 2]}))).ok(), Some(vec![PromptInput::Ids(vec![1, 2])]));
+        assert_eq!(prompts(&obj(json!({"prompt": [[1, 2], [3]]}))).ok(), Some(vec![PromptInput::Ids(vec![1, 2]), PromptInput::Ids(vec![3])]));
+        for bad in [json!(3), json!([]), json!([[]]), json!([[1], "x", 2]), json!([-1]), json!([[1.5]])] {
+            assert!(prompts(&obj(json!({"prompt": bad}))).is_err(), "{bad}");
+        }
     }
 }

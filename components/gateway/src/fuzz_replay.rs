@@ -1,7 +1,8 @@
 //! CI's brief fuzzing of the request JSON (the `request_json` target): every file
 //! of `fuzz/corpus/request_json/` (seeds and what fuzzing found), then seeded
 //! mutations of them for a few seconds, through the parsers the handlers use
-//! (body → object → messages with their parts, options, chat options, prompt,
+//! (body → object → messages with their parts, options, chat options, prompts,
+//! the sampling extras,
 //! `parse_special`). Each must answer `Ok` or an `ApiError` with a 4xx status,
 //! never panic. The mutator is the main workspace's `reka-fuzz-mutate`, included
 //! by path (no dependency of the components on the main workspace).
@@ -20,7 +21,9 @@ fn request_json(body: &[u8]) {
     let _ = api::messages(&o).map_err(four);
     let _ = api::options(&o).map_err(four);
     let _ = api::chat_options(&o).map_err(four);
-    let _ = api::prompt(&o).map_err(four);
+    let _ = api::prompts(&o).map_err(four);
+    let _ = crate::sampling::extras(&o, true).map_err(four);
+    let _ = crate::sampling::extras(&o, false).map_err(four);
     let _ = api::parse_special(&o).map_err(four);
 }
 

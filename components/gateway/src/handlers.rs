@@ -1,14 +1,16 @@
 //! The endpoints: `GET /v1/models`, `POST /v1/chat/completions` and
 //! `POST /v1/completions` (OpenAI schema, streaming as server-sent events).
 
+use crate::answer::Answer;
 use crate::api::{self, Options, PromptInput};
+use crate::choices::{Endpoint, Plan};
 use crate::error::ApiError;
-use crate::http::{self, BodyWriter};
-use crate::answer::{Answer, Split};
+use crate::http;
+use crate::parts::Part;
 use crate::reka::inference::generate::Generation;
 use crate::reka::inference::preprocess;
-use crate::parts::Part;
-use crate::reka::inference::types::{ChatMessage, ChatOptions, ContentPart, FinishReason, MediaKind, Prompt, Sampling};
+use crate::reka::inference::types::{ChatMessage, ChatOptions, ContentPart, MediaKind, Prompt, Sampling};
+use crate::sampling::{self, Extras};
 use serde_json::{json, Value};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
@@ -51,57 +53,15 @@ pub fn models() -> Value {
     json!({"object": "list", "data": data})
 }
 
-/// Which endpoint is answering: they differ only in JSON shapes.
-#[derive(Clone, Copy)]
-enum Endpoint {
-    Chat,
-    Completion,
-}
-
-impl Endpoint {
-    fn id_prefix(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "chatcmpl-",
-            Endpoint::Completion => "cmpl-",
-        }
-    }
-    fn object(self, stream: bool) -> &'static str {
-        match (self, stream) {
-            (Endpoint::Chat, false) => "chat.completion",
-            (Endpoint::Chat, true) => "chat.completion.chunk",
-            (Endpoint::Completion, _) => "text_completion",
-        }
-    }
-    /// One choice carrying `text` (with its reasoning apart where there is one).
-    fn choice(self, text: &Split, finish: Option<&str>, stream: bool, first: bool) -> Value {
-        match (self, stream) {
-            (Endpoint::Chat, false) => {
-                let mut message = json!({"role": "assistant", "content": text.content});
-                if text.parsed {
-                    let r = &text.reasoning;
-                    message["reasoning_content"] = if r.is_empty() { Value::Null } else { json!(r) };
-                }
-                json!({"index": 0, "message": message, "logprobs": null, "finish_reason": finish})
-            }
-            (Endpoint::Chat, true) => {
-                let mut delta = if first { json!({"role": "assistant"}) } else { json!({}) };
-                if !text.reasoning.is_empty() {
-                    delta["reasoning_content"] = json!(text.reasoning);
-                }
-                if !text.content.is_empty() || text.reasoning.is_empty() {
-                    delta["content"] = json!(text.content);
-                }
-                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
-            }
-            (Endpoint::Completion, _) => json!({"index": 0, "text": text.content, "logprobs": null, "finish_reason": finish}),
-        }
-    }
-}
-
 fn model_name(opts: &Options) -> Result<String, ApiError> {
+    resolve_model(opts.model.as_deref())
+}
+
+/// The served model `model` names, or the default one.
+pub fn resolve_model(model: Option<&str>) -> Result<String, ApiError> {
     let served = served_models();
-    match &opts.model {
-        Some(m) if served.iter().any(|s| s == m) => Ok(m.clone()),
+    match model {
+        Some(m) if served.iter().any(|s| s == m) => Ok(m.to_string()),
         Some(m) => Err(ApiError::model_not_found(m)),
         None => served
             .first()
@@ -115,6 +75,7 @@ pub fn chat(req: IncomingRequest, out: ResponseOutparam) -> Result<(), String> {
     let prepared = (|| {
         let o = api::object(&http::read_body(&req)?)?;
         let opts = api::options(&o)?;
+        let extras = sampling::extras(&o, true)?;
         let messages = api::messages(&o)?;
         let chat = api::chat_options(&o)?;
         let model = model_name(&opts)?;
@@ -124,10 +85,10 @@ pub fn chat(req: IncomingRequest, out: ResponseOutparam) -> Result<(), String> {
             .collect();
         let options = ChatOptions { enable_thinking: chat.enable_thinking, video_frames: chat.video_frames };
         let prompt = preprocess::encode_chat(&model, &turns, options)?;
-        Ok::<_, ApiError>((model, prompt, opts))
+        Ok::<_, ApiError>((model, vec![(prompt, None)], opts, extras))
     })();
     match prepared {
-        Ok((model, prompt, opts)) => generate(out, Endpoint::Chat, &model, prompt, &opts),
+        Ok((model, prompts, opts, extras)) => generate(out, Endpoint::Chat, &model, prompts, &opts, &extras),
         Err(e) => http::error(out, e),
     }
 }
@@ -137,26 +98,35 @@ pub fn completions(req: IncomingRequest, out: ResponseOutparam) -> Result<(), St
     let prepared = (|| {
         let o = api::object(&http::read_body(&req)?)?;
         let opts = api::options(&o)?;
-        let input = api::prompt(&o)?;
+        let extras = sampling::extras(&o, false)?;
+        let inputs = api::prompts(&o)?;
         let parse_special = api::parse_special(&o)?;
         let model = model_name(&opts)?;
-        let prompt = match input {
-            PromptInput::Text(t) => preprocess::encode_text(&model, &t, parse_special)?,
-            PromptInput::Ids(ids) => Prompt {
-                token_ids: ids,
-                ..preprocess::encode_text(&model, "", false)?
-            },
-        };
-        Ok::<_, ApiError>((model, prompt, opts))
+        let mut prompts = Vec::with_capacity(inputs.len());
+        let mut base = None;
+        for input in inputs {
+            prompts.push(match input {
+                PromptInput::Text(t) => (preprocess::encode_text(&model, &t, parse_special)?, Some(t)),
+                // Token ids are taken as they are (no BOS added).
+                PromptInput::Ids(ids) => {
+                    let b = match &base {
+                        Some(b) => b,
+                        None => base.insert(preprocess::encode_text(&model, "", false)?),
+                    };
+                    (Prompt { token_ids: ids, ..b.clone() }, None)
+                }
+            });
+        }
+        Ok::<_, ApiError>((model, prompts, opts, extras))
     })();
     match prepared {
-        Ok((model, prompt, opts)) => generate(out, Endpoint::Completion, &model, prompt, &opts),
+        Ok((model, prompts, opts, extras)) => generate(out, Endpoint::Completion, &model, prompts, &opts, &extras),
         Err(e) => http::error(out, e),
     }
 }
 
 /// How many tokens to generate, or why the request cannot fit.
-fn budget(endpoint: Endpoint, prompt: &Prompt, opts: &Options) -> Result<u32, ApiError> {
+fn budget(endpoint: Endpoint, prompt: &Prompt, opts: &Options, extras: &Extras) -> Result<u32, ApiError> {
     let ctx = prompt.context_length as u64;
     let p = prompt.token_ids.len() as u64;
     if p == 0 {
@@ -167,7 +137,13 @@ fn budget(endpoint: Endpoint, prompt: &Prompt, opts: &Options) -> Result<u32, Ap
         Endpoint::Completion => 16u64.min(ctx.saturating_sub(p)),
     };
     let max = opts.max_tokens.map(u64::from).unwrap_or(default);
-    if p + max > ctx || max == 0 {
+    if max == 0 && !extras.echo {
+        return Err(ApiError::invalid("max_tokens", "`max_tokens` must be at least 1 (0 only with `echo`, to score the prompt)."));
+    }
+    if extras.min_tokens as u64 > max {
+        return Err(ApiError::invalid("min_tokens", format!("`min_tokens` ({}) must not exceed `max_tokens` ({max}).", extras.min_tokens)));
+    }
+    if p + max > ctx || (max == 0 && p > ctx) {
         return Err(ApiError {
             code: Some("context_length_exceeded"),
             ..ApiError::invalid(
@@ -182,11 +158,16 @@ fn budget(endpoint: Endpoint, prompt: &Prompt, opts: &Options) -> Result<u32, Ap
     Ok(max as u32)
 }
 
-fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, prompt: Prompt, opts: &Options) -> Result<(), String> {
-    let max_tokens = match budget(ep, &prompt, opts) {
-        Ok(m) => m,
-        Err(e) => return http::error(out, e),
-    };
+/// Generates the answers of `prompts` (each with its text when the request
+/// gave one) and writes the response.
+fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, mut prompts: Vec<(Prompt, Option<String>)>, opts: &Options, extras: &Extras) -> Result<(), String> {
+    let mut max_tokens = u32::MAX;
+    for (p, _) in &prompts {
+        match budget(ep, p, opts, extras) {
+            Ok(m) => max_tokens = max_tokens.min(m),
+            Err(e) => return http::error(out, e),
+        }
+    }
     let sampling = Sampling {
         max_tokens,
         temperature: opts.temperature,
@@ -194,25 +175,56 @@ fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, prompt: Prompt, op
         top_k: opts.top_k,
         seed: opts.seed.unwrap_or_else(wasip2::random::random::get_random_u64),
         stop: opts.stop.clone(),
+        presence_penalty: extras.presence_penalty,
+        frequency_penalty: extras.frequency_penalty,
+        repetition_penalty: extras.repetition_penalty,
+        logit_bias: extras.logit_bias.clone(),
+        min_tokens: extras.min_tokens,
+        ignore_eos: extras.ignore_eos,
+        logprobs: extras.logprobs,
+        n: extras.n,
     };
-    let gen = match Generation::start(model, &prompt.token_ids, &prompt.media, &prompt.stop_token_ids, &prompt.stop_strings, &sampling) {
+    let first = &mut prompts[0].0;
+    let media = std::mem::take(&mut first.media);
+    let (stop_ids, stop_strings, reasoning) = (first.stop_token_ids.clone(), first.stop_strings.clone(), first.reasoning.clone());
+    let prompt_tokens = PromptTokens::of(prompts.iter().map(|p| &p.0), &media);
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.0.token_ids.clone()).collect();
+    let prompt_logprobs = if extras.echo { extras.logprobs } else { None };
+    let gen = match Generation::start(model, &ids, &media, &stop_ids, &stop_strings, &sampling, prompt_logprobs) {
         Ok(g) => g,
         Err(e) => return http::error(out, e.into()),
     };
-    let id = format!("{}{:016x}", ep.id_prefix(), wasip2::random::random::get_random_u64());
-    let head = json!({"id": id, "object": ep.object(opts.stream), "created": now(), "model": model});
-    let prompt_tokens = PromptTokens::of(&prompt);
-    drop(prompt.media); // the pixels are in the engine now
-    let answer = Answer::new(matches!(ep, Endpoint::Chat), prompt.reasoning.as_ref(), opts.reasoning);
-    if opts.stream {
-        stream(out, ep, &gen, answer, head, prompt_tokens, opts.include_usage)
+    drop(media); // the pixels are in the engine now
+    let echo = if extras.echo {
+        prompts
+            .iter()
+            .enumerate()
+            .map(|(i, (_, text))| (text.clone().unwrap_or_else(|| gen.prompt_text(i as u32)), gen.prompt_logprobs(i as u32)))
+            .collect()
     } else {
-        whole(out, ep, &gen, answer, head, prompt_tokens)
+        Vec::new()
+    };
+    let id = format!("{}{:016x}", ep.id_prefix(), wasip2::random::random::get_random_u64());
+    let plan = Plan {
+        ep,
+        stream: opts.stream,
+        include_usage: opts.include_usage,
+        prompts: ids.len() as u32,
+        n: extras.n,
+        logprobs: extras.logprobs.is_some(),
+        echo,
+        head: json!({"id": id, "object": ep.object(opts.stream), "created": now(), "model": model}),
+        prompt_usage: prompt_tokens.usage(),
+    };
+    let make = || Answer::new(ep == Endpoint::Chat, reasoning.as_ref(), opts.reasoning);
+    if opts.stream {
+        plan.stream(out, &gen, make)
+    } else {
+        plan.whole(out, &gen, make)
     }
 }
 
-/// The prompt's token count and how many of them are media placeholders.
-#[derive(Clone, Copy)]
+/// The prompts' token count and how many of them are media placeholders.
 struct PromptTokens {
     total: u32,
     /// Image, video, audio tokens.
@@ -220,9 +232,9 @@ struct PromptTokens {
 }
 
 impl PromptTokens {
-    fn of(p: &Prompt) -> Self {
+    fn of<'a>(prompts: impl Iterator<Item = &'a Prompt>, media_in: &[crate::reka::inference::types::MediaInput]) -> Self {
         let mut media = [0; 3];
-        for m in &p.media {
+        for m in media_in {
             let k = match m.kind {
                 MediaKind::Image => 0,
                 MediaKind::Video => 1,
@@ -230,102 +242,24 @@ impl PromptTokens {
             };
             media[k] += m.tokens;
         }
-        Self { total: p.token_ids.len() as u32, media }
+        Self { total: prompts.map(|p| p.token_ids.len() as u32).sum(), media }
+    }
+
+    /// `prompt_tokens` and, with media, `prompt_tokens_details`.
+    fn usage(&self) -> (u32, Option<Value>) {
+        let details = (self.media != [0; 3]).then(|| {
+            let [image, video, audio] = self.media;
+            json!({"image_tokens": image, "video_tokens": video, "audio_tokens": audio})
+        });
+        (self.total, details)
     }
 }
 
-fn usage(prompt: PromptTokens, completion: u32) -> Value {
-    let mut u = json!({"prompt_tokens": prompt.total, "completion_tokens": completion, "total_tokens": prompt.total + completion});
-    if prompt.media != [0; 3] {
-        let [image, video, audio] = prompt.media;
-        u["prompt_tokens_details"] = json!({"image_tokens": image, "video_tokens": video, "audio_tokens": audio});
-    }
-    u
-}
-
-fn content_part(p: Part) -> ContentPart {
+pub fn content_part(p: Part) -> ContentPart {
     match p {
         Part::Text(t) => ContentPart::Text(t),
         Part::Image(u) => ContentPart::Image(u),
         Part::Video(f) => ContentPart::Video(f),
         Part::Audio(u) => ContentPart::Audio(u),
     }
-}
-
-fn reason(f: FinishReason) -> &'static str {
-    match f {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-    }
-}
-
-fn with(head: &Value, fields: Value) -> Value {
-    let mut v = head.clone();
-    if let (Some(o), Value::Object(f)) = (v.as_object_mut(), fields) {
-        o.extend(f);
-    }
-    v
-}
-
-fn whole(out: ResponseOutparam, ep: Endpoint, gen: &Generation, mut answer: Answer, head: Value, prompt_tokens: PromptTokens) -> Result<(), String> {
-    let mut text = String::new();
-    let mut completion = 0;
-    let mut finish = "length";
-    loop {
-        match gen.next() {
-            Ok(Some(c)) => {
-                text.push_str(&c.text);
-                completion = c.completion_tokens;
-                if let Some(f) = c.finish {
-                    finish = reason(f);
-                }
-            }
-            Ok(None) => break,
-            Err(e) => return http::error(out, e.into()),
-        }
-    }
-    let body = with(&head, json!({
-        "choices": [ep.choice(&answer.push(&text, true), Some(finish), false, true)],
-        "usage": usage(prompt_tokens, completion),
-    }));
-    http::json(out, 200, &body)
-}
-
-fn stream(
-    out: ResponseOutparam,
-    ep: Endpoint,
-    gen: &Generation,
-    mut answer: Answer,
-    head: Value,
-    prompt_tokens: PromptTokens,
-    include_usage: bool,
-) -> Result<(), String> {
-    let mut w = BodyWriter::start(out, 200, "text/event-stream", &[("cache-control", "no-cache")])?;
-    let mut first = true;
-    let mut completion = 0;
-    loop {
-        match gen.next() {
-            Ok(Some(c)) => {
-                completion = c.completion_tokens;
-                let finish = c.finish.map(reason);
-                let text = answer.push(&c.text, finish.is_some());
-                if !text.is_empty() || finish.is_some() || first {
-                    let chunk = with(&head, json!({"choices": [ep.choice(&text, finish, true, first)]}));
-                    w.event(&chunk)?; // a failed write means the client left: stop generating
-                    first = false;
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                let e: ApiError = e.into();
-                w.event(&e.body())?;
-                break;
-            }
-        }
-    }
-    if include_usage {
-        w.event(&with(&head, json!({"choices": [], "usage": usage(prompt_tokens, completion)})))?;
-    }
-    w.write(b"data: [DONE]\n\n")?;
-    w.finish()
 }

@@ -5,11 +5,15 @@
 
 mod answer;
 mod api;
+mod choices;
 mod error;
 mod handlers;
 mod http;
+mod logprobs;
 mod parts;
 mod reasoning;
+mod sampling;
+mod tokenize;
 #[cfg(test)]
 mod fuzz_replay;
 
@@ -35,7 +39,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Gateway {
             (Method::Get, "/v1/models") => http::json(out, 200, &handlers::models()),
             (Method::Post, "/v1/chat/completions") => handlers::chat(request, out),
             (Method::Post, "/v1/completions") => handlers::completions(request, out),
-            (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/v1/completions") => {
+            (Method::Post, "/tokenize") => tokenize::tokenize(request, out),
+            (Method::Post, "/detokenize") => tokenize::detokenize(request, out),
+            (Method::Get, "/tokenizer_info") => tokenize::info(request, out),
+            (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/v1/completions" | "/tokenize" | "/detokenize" | "/tokenizer_info") => {
                 http::error(out, error::ApiError::method_not_allowed())
             }
             _ => http::error(out, error::ApiError::not_found(&path)),

@@ -1,8 +1,14 @@
-//! The generate component: the decode loop. Each `next` runs one forward step
-//! through wasi:nn, samples a token, detokenises it incrementally, applies stop
-//! tokens, stop strings and the token budget, and hands back the new text, so the
-//! gateway can stream it as it is made.
+//! The generate component: the decode loop. A generation holds every answer of
+//! a request (its prompts × `n`), each on a stream of one wasi:nn execution
+//! context; all prompts are prefilled in one step and the `n` answers of a
+//! prompt are forked from its prefill. Each round runs one forward step for
+//! every unfinished answer at once, samples their tokens (after the request's
+//! penalties, which the host applies), detokenises them incrementally, applies
+//! stop tokens, stop strings and the token budget, and hands the chunks out one
+//! by one, so the gateway can stream them as they are made.
 
+mod answer;
+mod penalties;
 mod sampler;
 mod stops;
 
@@ -17,54 +23,36 @@ wit_bindgen::generate!({
     },
 });
 
+use answer::{Answer, Shared};
 use exports::reka::inference::generate::{Generation, Guest, GuestGeneration};
-use reka::inference::types::{Chunk, Error, ErrorKind, FinishReason, MediaInput, MediaKind, Sampling};
-use reka_guest::{Session, StepMedia};
+use penalties::{Penalties, Settings};
+use reka::inference::types::{Chunk, Error, ErrorKind, MediaInput, MediaKind, Sampling, TokenLogprob};
+use reka_guest::{Ask, Session, StepMedia};
+use reka_protocol::logprobs::{Scored, MAX_TOP_LOGPROBS};
 use reka_protocol::MediaSpan;
-use reka_tokenizer::{IncrementalDecoder, Tokenizer};
 use sampler::Sampler;
 use std::cell::RefCell;
-use stops::StopMatcher;
+use std::collections::VecDeque;
 
 struct Component;
 
 reka_guest::failure_to_wit_error!(Error, ErrorKind);
 
+/// Most answers a generation may hold (prompts × n).
+const MAX_ANSWERS: usize = 256;
+
 /// The loop's state between `next` calls.
 struct State {
     session: Session,
-    tok: Tokenizer,
-    sampler: Sampler,
-    decoder: IncrementalDecoder,
-    stops: StopMatcher,
-    stop_ids: Vec<u32>,
-    /// What to sample from next (after the prefill, or the last step).
-    next: Next,
-    /// The token sampled last, not yet fed back into the model.
-    last: Option<u32>,
-    generated: u32,
-    max_tokens: u32,
-    done: bool,
-}
-
-/// What the last step returned to sample from.
-enum Next {
-    /// Every logit (the sampler needs them all).
-    Logits(Vec<f32>),
-    /// Only the best few, picked by the host.
-    Top(Vec<(u32, f32)>),
-    /// Already sampled.
-    Used,
-}
-
-impl Next {
-    /// Runs `ids` and fetches no more logits than the sampler needs.
-    fn step(session: &Session, sampler: &Sampler, ids: &[u32], media: &StepMedia) -> Result<Next, reka_guest::Failure> {
-        Ok(match sampler.wants() {
-            Some(k) => Next::Top(session.step_top(ids, k, media)?),
-            None => Next::Logits(session.step(ids, media)?),
-        })
-    }
+    shared: Shared,
+    answers: Vec<Answer>,
+    /// Chunks made in the last round, not yet handed out.
+    queue: VecDeque<Chunk>,
+    /// The best logits each step fetches; `None`: all of them.
+    top_k: Option<u32>,
+    prompts: Vec<Vec<u32>>,
+    /// Each prompt's scored tokens (after its first), when asked.
+    scores: Vec<Vec<Scored>>,
 }
 
 /// The prompt's media as the wasi:nn contract wants them.
@@ -85,7 +73,11 @@ fn step_media(media: Vec<MediaInput>) -> StepMedia {
     out
 }
 
-/// A generation session, as the WIT resource.
+fn invalid(message: impl Into<String>) -> Error {
+    Error { kind: ErrorKind::InvalidRequest, message: message.into() }
+}
+
+/// A generation, as the WIT resource.
 struct Gen(RefCell<State>);
 
 impl Guest for Component {
@@ -95,99 +87,131 @@ impl Guest for Component {
 impl GuestGeneration for Gen {
     fn start(
         model: String,
-        prompt: Vec<u32>,
+        prompts: Vec<Vec<u32>>,
         media: Vec<MediaInput>,
         stop_token_ids: Vec<u32>,
         stop_strings: Vec<String>,
         sampling: Sampling,
+        prompt_logprobs: Option<u32>,
     ) -> Result<Generation, Error> {
-        if prompt.is_empty() {
-            return Err(Error {
-                kind: ErrorKind::InvalidRequest,
-                message: "the prompt is empty".into(),
-            });
+        if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
+            return Err(invalid("the prompt is empty"));
+        }
+        let n = sampling.n.max(1) as usize;
+        if prompts.len() * n > MAX_ANSWERS {
+            return Err(invalid(format!("at most {MAX_ANSWERS} answers (prompts × n) per request")));
+        }
+        if !media.is_empty() && prompts.len() > 1 {
+            return Err(invalid("media go with a single prompt"));
+        }
+        if sampling.logprobs.or(prompt_logprobs).is_some_and(|k| k > MAX_TOP_LOGPROBS) {
+            return Err(invalid(format!("at most {MAX_TOP_LOGPROBS} log-probs per token")));
         }
         let session = Session::open(&model).map_err(to_error)?;
         let (_info, tok) = session.model().map_err(to_error)?;
-        let sampler = Sampler::new(sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed);
-        let next = Next::step(&session, &sampler, &prompt, &step_media(media)).map_err(to_error)?;
+        let stop_ids = if sampling.ignore_eos { Vec::new() } else { stop_token_ids };
+        let settings = Settings {
+            presence: sampling.presence_penalty,
+            frequency: sampling.frequency_penalty,
+            repetition: sampling.repetition_penalty,
+            bias: sampling.logit_bias.clone(),
+            min_tokens: sampling.min_tokens,
+        };
+        let sampler = |index: usize| Sampler::new(sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed.wrapping_add(index as u64));
+        // One fetch size for every answer: what the sampler needs, and the
+        // reported log-probs.
+        let top_k = sampler(0).wants().map(|k| k.max(sampling.logprobs.unwrap_or(0)).max(1));
+        let penalties: Vec<Penalties> = prompts.iter().map(|p| Penalties::new(settings.clone(), p, &stop_ids)).collect();
+        // The prefill: every prompt at once, one stream each.
+        let ids: Vec<u32> = prompts.concat();
+        let media = step_media(media);
+        let ask = Ask {
+            streams: (prompts.len() > 1).then(|| ((0..prompts.len() as u32).collect(), prompts.iter().map(|p| p.len() as u32).collect())),
+            top_k,
+            adjust: penalties.iter().map(Penalties::adjustments).collect(),
+            prompt_top: prompt_logprobs,
+            media: (!media.spans.is_empty()).then_some(&media),
+        };
+        let first = session.run(&ids, &ask).map_err(to_error)?;
+        let mut scored = first.prompt.into_iter();
+        let scores = prompts.iter().map(|p| scored.by_ref().take(p.len() - 1).collect()).collect();
+        // The other answers of each prompt start from a copy of its prefill.
+        let p_count = prompts.len() as u32;
+        if n > 1 {
+            for p in 0..p_count {
+                session.fork(p, n as u32 - 1).map_err(to_error)?;
+            }
+        }
         let mut stops = stop_strings;
         stops.extend(sampling.stop.iter().cloned());
-        let state = State {
-            session,
-            tok,
-            sampler,
-            decoder: IncrementalDecoder::new(true),
-            stops: StopMatcher::new(stops),
-            stop_ids: stop_token_ids,
-            next,
-            last: None,
-            generated: 0,
-            max_tokens: sampling.max_tokens,
-            done: false,
-        };
+        let mut answers = Vec::with_capacity(prompts.len() * n);
+        for (p, out) in first.streams.into_iter().enumerate() {
+            for j in 0..n {
+                let index = p * n + j;
+                let stream = if j == 0 { p as u32 } else { p_count + (p * (n - 1) + j - 1) as u32 };
+                answers.push(Answer::new(index as u32, stream, sampler(index), stops.clone(), penalties[p].clone(), out.clone()));
+            }
+        }
+        let shared = Shared { tok, stop_ids, max_tokens: sampling.max_tokens, logprobs: sampling.logprobs };
+        let state = State { session, shared, answers, queue: VecDeque::new(), top_k, prompts, scores };
         Ok(Generation::new(Gen(RefCell::new(state))))
     }
 
     fn next(&self) -> Result<Option<Chunk>, Error> {
         self.0.borrow_mut().next()
     }
+
+    fn prompt_logprobs(&self, index: u32) -> Vec<TokenLogprob> {
+        self.0.borrow().prompt_logprobs(index as usize)
+    }
+
+    fn prompt_text(&self, index: u32) -> String {
+        let s = self.0.borrow();
+        s.prompts.get(index as usize).map_or_else(String::new, |p| s.shared.tok.decode(p, false))
+    }
 }
 
 impl State {
-    fn finish(&mut self, reason: FinishReason, mut text: String) -> Option<Chunk> {
-        self.done = true;
-        if reason == FinishReason::Length {
-            text.push_str(&self.decoder.finish());
-            text.push_str(&self.stops.push("").text);
-            text.push_str(&self.stops.flush());
+    fn next(&mut self) -> Result<Option<Chunk>, Error> {
+        if let Some(c) = self.queue.pop_front() {
+            return Ok(Some(c));
         }
-        Some(Chunk {
-            text,
-            completion_tokens: self.generated,
-            finish: Some(reason),
-        })
+        // Feed every running answer's last token back, in one step.
+        let feed: Vec<usize> = (0..self.answers.len()).filter(|&i| !self.answers[i].done && self.answers[i].last.is_some()).collect();
+        if !feed.is_empty() {
+            let ids: Vec<u32> = feed.iter().filter_map(|&i| self.answers[i].last.take()).collect();
+            let single = self.answers.len() == 1;
+            let ask = Ask {
+                streams: (!single).then(|| (feed.iter().map(|&i| self.answers[i].stream).collect(), vec![1; feed.len()])),
+                top_k: self.top_k,
+                adjust: feed.iter().map(|&i| self.answers[i].penalties.adjustments()).collect(),
+                ..Ask::default()
+            };
+            let out = self.session.run(&ids, &ask).map_err(to_error)?;
+            for (&i, o) in feed.iter().zip(out.streams) {
+                self.answers[i].next = Some(o);
+            }
+        }
+        let shared = &self.shared;
+        let chunks: Vec<Chunk> = self.answers.iter_mut().filter_map(|a| a.step(shared)).collect();
+        self.queue.extend(chunks);
+        Ok(self.queue.pop_front())
     }
 
-    fn next(&mut self) -> Result<Option<Chunk>, Error> {
-        if self.done {
-            return Ok(None);
-        }
-        if self.max_tokens == 0 {
-            return Ok(self.finish(FinishReason::Length, String::new()));
-        }
-        if let Some(t) = self.last.take() {
-            self.next = Next::step(&self.session, &self.sampler, &[t], &StepMedia::default()).map_err(to_error)?;
-        }
-        let token = match std::mem::replace(&mut self.next, Next::Used) {
-            Next::Logits(l) => self.sampler.sample(&l),
-            Next::Top(c) => self.sampler.sample_candidates(c),
-            Next::Used => return Err(Error { kind: ErrorKind::Internal, message: "no logits to sample from".into() }),
+    /// Prompt `p`'s tokens with their scores (the first has none).
+    fn prompt_logprobs(&self, p: usize) -> Vec<TokenLogprob> {
+        let (Some(ids), Some(scores)) = (self.prompts.get(p), self.scores.get(p)) else {
+            return Vec::new();
         };
-        self.generated += 1;
-        if self.stop_ids.contains(&token) {
-            let mut rest = self.decoder.finish();
-            let e = self.stops.push(&rest);
-            rest = e.text;
-            if !e.stopped {
-                rest.push_str(&self.stops.flush());
-            }
-            return Ok(self.finish(FinishReason::Stop, rest));
+        let sh = &self.shared;
+        let bytes = |id: u32| sh.tok.token_bytes(id).to_vec();
+        let mut out = Vec::with_capacity(ids.len());
+        out.extend(ids.first().map(|&id| TokenLogprob { token: id, bytes: bytes(id), logprob: None, top: Vec::new() }));
+        for (&id, sc) in ids.iter().skip(1).zip(scores) {
+            let top = sc.top.iter().map(|&(i, l)| sh.top(i, l)).collect();
+            out.push(TokenLogprob { token: id, bytes: bytes(id), logprob: Some(sc.logprob), top });
         }
-        let piece = self.decoder.push(&self.tok, token);
-        let e = self.stops.push(&piece);
-        if e.stopped {
-            return Ok(self.finish(FinishReason::Stop, e.text));
-        }
-        if self.generated >= self.max_tokens {
-            return Ok(self.finish(FinishReason::Length, e.text));
-        }
-        self.last = Some(token);
-        Ok(Some(Chunk {
-            text: e.text,
-            completion_tokens: self.generated,
-            finish: None,
-        }))
+        out
     }
 }
 

@@ -8,6 +8,9 @@ wit_bindgen::generate!({
     generate_all,
 });
 
+mod streams;
+pub use streams::{Ask, Dist, StreamOut, Stepped};
+
 use reka_protocol::{ErrorTag, MediaSpan, ModelInfo, INPUT_IDS, LOGITS, MEDIA, MEL, METADATA, PIXELS, TOKENIZER, TOP_IDS, TOP_K, TOP_LOGITS};
 use reka_tokenizer::Tokenizer;
 use wasi::nn::errors::ErrorCode;

@@ -13,6 +13,7 @@ mod edge_chat;
 mod fetch;
 mod media;
 mod template;
+mod tokenize;
 
 wit_bindgen::generate!({
     world: "preprocessor",
@@ -179,6 +180,21 @@ impl Guest for Preprocess {
     fn encode_text(model_name: String, text: String, parse_special: bool) -> Result<Prompt, Error> {
         let (info, tok) = model(&model_name)?;
         Ok(text_prompt(&info, &tok, &text, parse_special))
+    }
+
+    fn tokenize(model_name: String, text: String, add_special: bool) -> Result<Vec<u32>, Error> {
+        let (info, tok) = model(&model_name)?;
+        Ok(tokenize::tokenize(&info, &tok, &text, add_special))
+    }
+
+    fn detokenize(model_name: String, ids: Vec<u32>) -> Result<String, Error> {
+        let (info, tok) = model(&model_name)?;
+        tokenize::detokenize(&info, &tok, &ids)
+    }
+
+    fn tokenizer_info(model_name: String) -> Result<String, Error> {
+        let (info, tok) = model(&model_name)?;
+        Ok(tokenize::info_json(&info, &tok))
     }
 }
 

@@ -144,3 +144,22 @@ fn a_prompt_without_special_token_strings_is_tokenised_as_before() {
     assert_eq!(tok.encode_marked(text), tok.encode(text, true));
     assert_eq!(request_text(&tok, "plain words <|im_start"), "plain words <|im_start");
 }
+
+/// vLLM's `/tokenize` reads special token strings and adds BOS only when asked
+/// and wanted; `/detokenize` writes them back and refuses ids past the vocabulary.
+#[test]
+fn tokenize_endpoints_parse_special_tokens_and_round_trip() {
+    let tok = tokenizer(&[]);
+    let mut i = info(None, None);
+    let text = "<|im_start|>user\nHi<|im_end|>";
+    let ids = crate::tokenize::tokenize(&i, &tok, text, true);
+    assert_eq!(ids.first(), Some(&1), "<|im_start|> is one token");
+    assert_eq!(ids.last(), Some(&2), "<|im_end|> is one token");
+    assert_eq!(crate::tokenize::detokenize(&i, &tok, &ids).ok().as_deref(), Some(text));
+    assert!(crate::tokenize::detokenize(&i, &tok, &[49152]).is_err());
+    i.add_bos = true;
+    assert_eq!(crate::tokenize::tokenize(&i, &tok, "Hi", true), [vec![1], tok.encode("Hi", false)].concat());
+    assert_eq!(crate::tokenize::tokenize(&i, &tok, "Hi", false), tok.encode("Hi", false));
+    let v: Value = serde_json::from_str(&crate::tokenize::info_json(&i, &tok)).expect("JSON");
+    assert_eq!((v["eos_token"].as_str(), v["model_max_length"].as_u64()), (Some("<|im_end|>"), Some(8192)));
+}

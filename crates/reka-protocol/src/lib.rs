@@ -28,6 +28,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod logprobs;
+
 pub use reka_tokenizer::VocabSpec;
 
 /// Input tensor next to [`INPUT_IDS`]: where media embeddings replace the

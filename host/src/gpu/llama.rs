@@ -104,12 +104,14 @@ pub struct GpuStep<'a> {
     pub ids: &'a [u32],
     pub cache: &'a mut GpuKvCache,
     pub embeds: Vec<(usize, &'a [f32])>,
+    /// Return the logits of every row, not only the last (prompt log-probs).
+    pub all_rows: bool,
 }
 
 impl<'a> GpuStep<'a> {
     /// A step of plain tokens.
     pub fn tokens(ids: &'a [u32], cache: &'a mut GpuKvCache) -> Self {
-        Self { ids, cache, embeds: Vec::new() }
+        Self { ids, cache, embeds: Vec::new(), all_rows: false }
     }
 }
 
@@ -226,17 +228,24 @@ impl GpuLlama {
             bail!("the session needs {need} positions; the context holds {}", self.cfg.context_length);
         }
         let cap = need.max(2 * cache.capacity).min(self.cfg.context_length);
-        let mut bigger = self.new_cache(cap)?;
+        *cache = self.copy_of(cache, cap)?;
+        Ok(())
+    }
+
+    /// A new cache of `cap` positions holding `cache`'s positions (a grown
+    /// cache, or a forked stream).
+    pub fn copy_of(&self, cache: &GpuKvCache, cap: usize) -> Result<GpuKvCache> {
+        let mut copy = self.new_cache(cap.max(cache.len))?;
+        let cap = copy.capacity;
         let kvw = self.shape.kv_width();
         let s = self.gpu.stream();
         for plane in 0..self.cfg.num_layers * 2 {
             let src = cache.buf.slice(plane * cache.capacity * kvw..(plane * cache.capacity + cache.len) * kvw);
-            let mut dst = bigger.buf.slice_mut(plane * cap * kvw..(plane * cap + cache.len) * kvw);
+            let mut dst = copy.buf.slice_mut(plane * cap * kvw..(plane * cap + cache.len) * kvw);
             s.memcpy_dtod(&src, &mut dst)?;
         }
-        bigger.len = cache.len;
-        *cache = bigger;
-        Ok(())
+        copy.len = cache.len;
+        Ok(copy)
     }
 
     /// Appends `ids` to the session in `cache`; returns the last position's
@@ -289,7 +298,7 @@ impl GpuLlama {
     }
 
     /// Appends each step's ids to its session; returns, per step, the logits of
-    /// its last position. Every step needs at least one id; caches grow as needed.
+    /// its last position (of all its positions with `all_rows`). Every step needs at least one id; caches grow as needed.
     /// A step of single decode tokens without media replays a CUDA graph
     /// captured for its number of sessions; any other step runs eagerly.
     pub fn forward_batch(&self, steps: &mut [GpuStep<'_>]) -> Result<Vec<Vec<f32>>> {
@@ -312,7 +321,11 @@ impl GpuLlama {
                 meta.extend([i32::try_from(st.cache.len + i)?, i32::try_from(st.cache.capacity)?]);
                 ptrs.push(ptr);
             }
-            last.push(i32::try_from(ids.len() - 1)?);
+            // The rows the LM head reads: the last, or all (prompt log-probs).
+            let n = if st.all_rows { st.ids.len() } else { 1 };
+            for r in ids.len() - n..ids.len() {
+                last.push(i32::try_from(r)?);
+            }
         }
         let n = ids.len();
         if n == 0 {
@@ -336,7 +349,15 @@ impl GpuLlama {
             st.cache.len += st.ids.len();
         }
         let vocab = self.cfg.vocab_size;
-        Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
+        let mut at = 0;
+        Ok(steps
+            .iter()
+            .map(|st| {
+                let n = if st.all_rows { st.ids.len() } else { 1 } * vocab;
+                at += n;
+                logits[at - n..at].to_vec()
+            })
+            .collect())
     }
 
     /// Copies a step's inputs into `sc`.

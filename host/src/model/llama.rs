@@ -52,6 +52,8 @@ pub struct Llama {
 
 /// One session's keys and values: per layer, `[position, kv_heads · head_dim]`
 /// rows that grow in place (amortised doubling, never a copy per step).
+/// A clone holds the same positions (a forked stream).
+#[derive(Clone)]
 pub struct KvCache {
     layers: Vec<(Vec<f32>, Vec<f32>)>,
     len: usize,
@@ -99,12 +101,15 @@ pub struct Step<'a> {
     /// Rows of `ids` whose input embedding is given (media placeholders):
     /// `(row, [hidden] values)`.
     pub embeds: Vec<(usize, &'a [f32])>,
+    /// Return the logits of every row of `ids`, not only the last (prompt
+    /// log-probs).
+    pub all_rows: bool,
 }
 
 impl<'a> Step<'a> {
     /// A step of plain tokens.
     pub fn tokens(ids: &'a [u32], cache: &'a mut KvCache) -> Self {
-        Self { ids, cache, embeds: Vec::new() }
+        Self { ids, cache, embeds: Vec::new(), all_rows: false }
     }
 }
 
@@ -162,7 +167,8 @@ impl Llama {
     }
 
     /// Appends each step's ids to its session and returns, per step, the logits
-    /// of its last position. Steps must have at least one id each.
+    /// of its last position (of every position, `[rows · vocab]`, for a step
+    /// with `all_rows`). Steps must have at least one id each.
     pub fn forward_batch(&self, steps: &mut [Step<'_>]) -> Result<Vec<Vec<f32>>> {
         // Run the whole step on a rayon worker: the matmuls inside then split
         // their rows over the pool directly instead of each injecting a job from
@@ -190,16 +196,29 @@ impl Llama {
             let m = b.w_down.forward(&self.gated(b, &h)?)?;
             x = (x + m)?;
         }
-        let mut last = Vec::with_capacity(steps.len());
+        // The rows the LM head reads: each step's last, or all of its rows.
+        let mut rows = Vec::with_capacity(steps.len());
+        let mut counts = Vec::with_capacity(steps.len());
         let mut end = 0;
         for s in steps.iter_mut() {
             s.cache.len += s.ids.len();
+            let n = if s.all_rows { s.ids.len() } else { 1 };
+            rows.push(x.narrow(0, end + s.ids.len() - n, n)?);
+            counts.push(n);
             end += s.ids.len();
-            last.push(x.narrow(0, end - 1, 1)?);
         }
-        let last = Tensor::cat(&last, 0)?;
-        let last = k::rms_norm(&last, &w.final_norm, self.cfg.rms_norm_eps as f32)?;
-        w.lm_head.forward(&last)?.to_dtype(DType::F32)?.to_vec2()
+        let rows = Tensor::cat(&rows, 0)?;
+        let rows = k::rms_norm(&rows, &w.final_norm, self.cfg.rms_norm_eps as f32)?;
+        let logits: Vec<f32> = w.lm_head.forward(&rows)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let vocab = logits.len() / counts.iter().sum::<usize>().max(1);
+        let mut at = 0;
+        Ok(counts
+            .into_iter()
+            .map(|n| {
+                at += n * vocab;
+                logits[at - n * vocab..at].to_vec()
+            })
+            .collect())
     }
 
     /// The MLP's `silu(gate(h)) · up(h)`, both projections in one pass.

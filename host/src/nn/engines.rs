@@ -11,6 +11,8 @@ pub struct EngineStep<'a, C> {
     pub cache: &'a mut C,
     /// Rows of `ids` whose input embedding is given (media).
     pub embeds: Vec<(usize, &'a [f32])>,
+    /// Return every row's logits (prompt log-probs), not only the last.
+    pub all_rows: bool,
 }
 
 /// A decoder that advances many sessions in one batched pass.
@@ -23,7 +25,10 @@ pub trait Engine: Send + 'static {
     fn cache_len(cache: &Self::Cache) -> usize;
     /// Bytes of keys and values per position (for the memory budget).
     fn bytes_per_position(&self) -> usize;
-    /// Appends each step's ids; returns each step's last-position logits.
+    /// A copy of `cache` (a forked stream).
+    fn fork_cache(&self, cache: &Self::Cache) -> anyhow::Result<Self::Cache>;
+    /// Appends each step's ids; returns each step's last-position logits
+    /// (every position's, `[rows · vocab]`, with `all_rows`).
     fn forward_batch(&self, steps: Vec<EngineStep<'_, Self::Cache>>) -> anyhow::Result<Vec<Vec<f32>>>;
     /// Where the decoder runs, for the log.
     fn device(&self) -> String;
@@ -42,11 +47,14 @@ impl Engine for CpuEngine {
     fn cache_len(cache: &KvCache) -> usize {
         cache.len()
     }
+    fn fork_cache(&self, cache: &KvCache) -> anyhow::Result<KvCache> {
+        Ok(cache.clone())
+    }
     fn bytes_per_position(&self) -> usize {
         self.0.new_cache().bytes_per_position()
     }
     fn forward_batch(&self, steps: Vec<EngineStep<'_, KvCache>>) -> anyhow::Result<Vec<Vec<f32>>> {
-        let mut steps: Vec<Step<'_>> = steps.into_iter().map(|s| Step { ids: s.ids, cache: s.cache, embeds: s.embeds }).collect();
+        let mut steps: Vec<Step<'_>> = steps.into_iter().map(|s| Step { ids: s.ids, cache: s.cache, embeds: s.embeds, all_rows: s.all_rows }).collect();
         Ok(self.0.forward_batch(&mut steps)?)
     }
     fn device(&self) -> String {
@@ -67,12 +75,15 @@ impl Engine for GpuEngine {
     fn cache_len(cache: &Self::Cache) -> usize {
         cache.len()
     }
+    fn fork_cache(&self, cache: &Self::Cache) -> anyhow::Result<Self::Cache> {
+        self.0.copy_of(cache, cache.len())
+    }
     fn bytes_per_position(&self) -> usize {
         self.0.cache_bytes_per_position()
     }
     fn forward_batch(&self, steps: Vec<EngineStep<'_, Self::Cache>>) -> anyhow::Result<Vec<Vec<f32>>> {
         let mut steps: Vec<crate::gpu::GpuStep<'_>> =
-            steps.into_iter().map(|s| crate::gpu::GpuStep { ids: s.ids, cache: s.cache, embeds: s.embeds }).collect();
+            steps.into_iter().map(|s| crate::gpu::GpuStep { ids: s.ids, cache: s.cache, embeds: s.embeds, all_rows: s.all_rows }).collect();
         self.0.forward_batch(&mut steps)
     }
     fn device(&self) -> String {

@@ -7,6 +7,7 @@
 mod context;
 pub mod engines;
 pub mod scheduler;
+mod tensors;
 
 use crate::model::LoadedModel;
 use scheduler::{Limits, Scheduler};

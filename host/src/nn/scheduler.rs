@@ -22,7 +22,12 @@
 use super::engines::{CpuEngine, Engine, EngineStep};
 use crate::metrics::{self, EngineMetrics, Rejection};
 use crate::model::LoadedModel;
+use reka_protocol::logprobs::{score, Scored};
 use std::collections::{HashMap, HashSet, VecDeque};
+
+fn gone() -> StepError {
+    StepError::Engine("the engine thread has stopped".into())
+}
 
 fn shed() -> StepError {
     StepError::Overloaded("the KV memory budget ran out and this stream, the newest, gave way; the server is overloaded".into())
@@ -65,7 +70,25 @@ pub enum StepError {
     Engine(String),
 }
 
-type Reply = mpsc::Sender<Result<Vec<f32>, StepError>>;
+/// What a step answers: the last position's logits, and with prompt
+/// log-probs asked for, each appended id after the first scored.
+#[derive(Debug, Clone, Default)]
+pub struct StepOut {
+    pub logits: Vec<f32>,
+    pub scored: Vec<Scored>,
+}
+
+type Reply = mpsc::Sender<Result<StepOut, StepError>>;
+
+/// One session's step, as [`Scheduler::step_many`] takes it.
+pub struct StepRequest {
+    pub seq: u64,
+    pub ids: Vec<u32>,
+    pub embeds: Embeds,
+    /// Score every appended id after the first, with this many best ids of
+    /// each position.
+    pub prompt_top: Option<usize>,
+}
 
 /// How long a step waits for running sessions to send their next token: a
 /// guest's turn between steps (sampling, detokenising, writing an SSE event)
@@ -78,7 +101,9 @@ pub type Embeds = Vec<(usize, Vec<f32>)>;
 
 enum Msg {
     /// `at`: when the session sent it.
-    Step { seq: u64, ids: Vec<u32>, embeds: Embeds, reply: Reply, at: Instant },
+    Step { req: StepRequest, reply: Reply, at: Instant },
+    /// Copies `from`'s cache into the new sessions `into`.
+    Fork { from: u64, into: Vec<u64>, reply: mpsc::Sender<Result<(), StepError>> },
     Free(u64),
 }
 
@@ -140,9 +165,31 @@ impl Scheduler {
 
     /// [`Scheduler::step`] with the embeddings of some rows given (media).
     pub fn step_with(&self, seq: u64, ids: Vec<u32>, embeds: Embeds) -> Result<Vec<f32>, StepError> {
+        let req = StepRequest { seq, ids, embeds, prompt_top: None };
+        let out = self.step_many(vec![req]).pop().unwrap_or_else(|| Err(gone()))?;
+        Ok(out.logits)
+    }
+
+    /// Runs several sessions' steps (a request's parallel streams): all are
+    /// queued at once, so the engine batches them; blocks until all are run.
+    pub fn step_many(&self, reqs: Vec<StepRequest>) -> Vec<Result<StepOut, StepError>> {
+        let now = Instant::now();
+        let answers: Vec<_> = reqs
+            .into_iter()
+            .map(|req| {
+                let (reply, answer) = mpsc::channel();
+                self.tx.send(Msg::Step { req, reply, at: now }).map(|_| answer).map_err(|_| gone())
+            })
+            .collect();
+        answers.into_iter().map(|a| a.and_then(|a| a.recv().map_err(|_| gone())?)).collect()
+    }
+
+    /// Copies session `from`'s KV cache into the new sessions `into` (one
+    /// prefill, several streams); fails `overloaded` when the memory budget
+    /// cannot hold the copies.
+    pub fn fork(&self, from: u64, into: Vec<u64>) -> Result<(), StepError> {
         let (reply, answer) = mpsc::channel();
-        let gone = || StepError::Engine("the engine thread has stopped".into());
-        self.tx.send(Msg::Step { seq, ids, embeds, reply, at: Instant::now() }).map_err(|_| gone())?;
+        self.tx.send(Msg::Fork { from, into, reply }).map_err(|_| gone())?;
         answer.recv().map_err(|_| gone())?
     }
 
@@ -156,6 +203,9 @@ struct Job {
     seq: u64,
     ids: Vec<u32>,
     embeds: Embeds,
+    /// Prompt log-probs: the best ids per position, and the scores so far.
+    prompt_top: Option<usize>,
+    scored: Vec<Scored>,
     /// Ids already run (prompt chunks).
     done: usize,
     reply: Reply,
@@ -267,7 +317,10 @@ impl<E: Engine> Worker<E> {
                 self.broken.remove(&seq);
                 self.last_answer.remove(&seq);
             }
-            Msg::Step { seq, ids, embeds, reply, at } => {
+            Msg::Fork { from, into, reply } => {
+                let _ = reply.send(self.fork(from, into));
+            }
+            Msg::Step { req: StepRequest { seq, ids, embeds, prompt_top }, reply, at } => {
                 let new = !self.caches.contains_key(&seq);
                 if let Some(e) = self.broken.get(&seq) {
                     let _ = reply.send(Err(e.clone()));
@@ -289,10 +342,36 @@ impl<E: Engine> Worker<E> {
                         self.limits.max_waiting
                     ))));
                 } else {
-                    self.jobs.push_back(Job { seq, ids, embeds, done: 0, reply, since: at, first: new });
+                    self.jobs.push_back(Job { seq, ids, embeds, prompt_top, scored: Vec::new(), done: 0, reply, since: at, first: new });
                 }
             }
         }
+    }
+
+    /// Copies `from`'s cache into each of `into`, within the memory budget.
+    fn fork(&mut self, from: u64, into: Vec<u64>) -> Result<(), StepError> {
+        if let Some(e) = self.broken.get(&from) {
+            return Err(e.clone());
+        }
+        let src = self.caches.get(&from).ok_or_else(|| StepError::Engine(format!("session {from} has no cache to fork")))?;
+        let len = E::cache_len(src);
+        if self.used + len * into.len() > self.capacity {
+            self.metrics.reject(Rejection::Shed);
+            return Err(StepError::Overloaded(format!(
+                "{} copies of a {len}-position prompt do not fit the KV memory budget now; the server is overloaded",
+                into.len()
+            )));
+        }
+        let copies = into
+            .iter()
+            .map(|_| self.engine.fork_cache(src))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map_err(|e| StepError::Engine(format!("copying a KV cache: {e}")))?;
+        for (seq, c) in into.into_iter().zip(copies) {
+            self.used += len;
+            self.caches.insert(seq, c);
+        }
+        Ok(())
     }
 
     /// Picks this step's rows: `(job index, ids to run)`. Running sessions come
@@ -410,7 +489,7 @@ impl<E: Engine> Worker<E> {
                         .filter(|e| range.contains(&e.0))
                         .map(|(r, e)| (r - j.done, e.as_slice()))
                         .collect();
-                    EngineStep { ids: &j.ids[range], cache, embeds }
+                    EngineStep { ids: &j.ids[range], cache, embeds, all_rows: j.prompt_top.is_some() }
                 })
                 .collect();
             self.engine.forward_batch(steps)
@@ -424,9 +503,14 @@ impl<E: Engine> Worker<E> {
                 for (&(i, n), l) in plan.iter().zip(logits) {
                     self.used += n;
                     let j = &mut self.jobs[i];
+                    let l = match j.prompt_top {
+                        None => l,
+                        Some(top) => score_rows(j, n, l, top),
+                    };
                     j.done += n;
                     if j.done == j.ids.len() {
-                        let _ = j.reply.send(Ok(l));
+                        let out = StepOut { logits: l, scored: std::mem::take(&mut j.scored) };
+                        let _ = j.reply.send(Ok(out));
                         finished.push(i);
                         let now = Instant::now();
                         let m = &self.metrics;
@@ -460,4 +544,17 @@ impl<E: Engine> Worker<E> {
             self.jobs.remove(i);
         }
     }
+}
+
+/// Scores the `n` rows of logits `l` (`[n · vocab]`) that job `j` just ran from
+/// its `done` id on: each row against the id after it. Returns the last row's
+/// logits.
+fn score_rows(j: &mut Job, n: usize, mut l: Vec<f32>, top: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let vocab = l.len() / n.max(1);
+    let next = &j.ids[(j.done + 1).min(j.ids.len())..(j.done + n + 1).min(j.ids.len())];
+    let rows: Vec<Scored> = l.par_chunks(vocab.max(1)).zip(next.par_iter()).map(|(row, &id)| score(row, id, top)).collect();
+    j.scored.extend(rows);
+    l.drain(..(n - 1) * vocab);
+    l
 }

@@ -43,6 +43,7 @@ pub struct Plan {
     pub prompts: u32,
     pub n: u32,
     pub logprobs: bool,
+    pub naming: logprobs::Naming,
     /// Per prompt, with `echo`: its text and its scored tokens.
     pub echo: Vec<(String, Vec<TokenLogprob>)>,
     pub head: Value,
@@ -91,9 +92,9 @@ impl Plan {
     fn choice(&self, index: u32, c: &mut Choice, text: &Split, lps: &[TokenLogprob], finish: Option<&str>) -> Value {
         let lp = match (self.logprobs, self.ep) {
             (false, _) => Value::Null,
-            (true, Endpoint::Chat) => logprobs::chat(lps),
+            (true, Endpoint::Chat) => logprobs::chat(lps, self.naming),
             (true, Endpoint::Completion) => {
-                let (v, end) = logprobs::completion(lps, c.offset);
+                let (v, end) = logprobs::completion(lps, c.offset, self.naming);
                 c.offset = end;
                 v
             }
@@ -105,7 +106,7 @@ impl Plan {
                     let r = &text.reasoning;
                     message["reasoning_content"] = if r.is_empty() { Value::Null } else { json!(r) };
                 }
-                json!({"index": index, "message": message, "logprobs": lp, "finish_reason": finish})
+                json!({"index": index, "message": message, "logprobs": lp, "finish_reason": finish, "stop_reason": null})
             }
             (Endpoint::Chat, true) => {
                 let mut delta = if c.first { json!({"role": "assistant"}) } else { json!({}) };
@@ -116,9 +117,9 @@ impl Plan {
                     delta["content"] = json!(text.content);
                 }
                 c.first = false;
-                json!({"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish})
+                json!({"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish, "stop_reason": null})
             }
-            (Endpoint::Completion, _) => json!({"index": index, "text": text.content, "logprobs": lp, "finish_reason": finish}),
+            (Endpoint::Completion, _) => json!({"index": index, "text": text.content, "logprobs": lp, "finish_reason": finish, "stop_reason": null}),
         }
     }
 

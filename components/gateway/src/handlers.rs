@@ -212,6 +212,7 @@ fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, mut prompts: Vec<(
         prompts: ids.len() as u32,
         n: extras.n,
         logprobs: extras.logprobs.is_some(),
+        naming: crate::logprobs::Naming { as_ids: extras.tokens_as_ids },
         echo,
         head: json!({"id": id, "object": ep.object(opts.stream), "created": now(), "model": model}),
         prompt_usage: prompt_tokens.usage(),

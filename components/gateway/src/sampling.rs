@@ -26,6 +26,8 @@ pub struct Extras {
     pub logprobs: Option<u32>,
     /// Completions: return the prompt (and its log-probs) before the answer.
     pub echo: bool,
+    /// vLLM's `return_tokens_as_token_ids`: log-prob tokens as `token_id:{id}`.
+    pub tokens_as_ids: bool,
 }
 
 fn number(o: &Map<String, Value>, key: &str, range: (f64, f64), what: &str) -> Result<Option<f64>, ApiError> {
@@ -113,6 +115,7 @@ pub fn extras(o: &Map<String, Value>, chat: bool) -> Result<Extras, ApiError> {
         n,
         logprobs,
         echo,
+        tokens_as_ids: boolean(o, "return_tokens_as_token_ids")?,
     })
 }
 

@@ -102,6 +102,23 @@ def main():
     print(f"ok multi-turn with an earlier image, streamed: {usage.prompt_tokens} prompt tokens")
     checks += 1
 
+    # Log-probs through the client's own types, both endpoints (issue 16).
+    r = ask([{"role": "user", "content": "Name a colour."}], logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens, (len(content), r.usage)
+    for t in content:
+        assert t.logprob <= 0 and len(t.top_logprobs) == 3 and bytes(t.bytes).decode("utf-8", "replace") == t.token, t
+        assert t.top_logprobs[0].logprob >= t.top_logprobs[-1].logprob, t
+        assert max(x.logprob for x in t.top_logprobs) >= t.logprob - 1e-6, t  # greedy picks the best
+    r = client.completions.create(model=model, prompt="Hello there", max_tokens=3, temperature=0, logprobs=2, echo=True)
+    lp = r.choices[0].logprobs
+    n_prompt = r.usage.prompt_tokens
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == n_prompt + r.usage.completion_tokens, lp
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None and all(x <= 0 for x in lp.token_logprobs[1:]), lp
+    assert r.choices[0].text.startswith("Hello there") and "".join(lp.tokens) == r.choices[0].text, (r.choices[0].text, lp.tokens)
+    print(f"ok log-probs: chat {len(content)} tokens with top 3, completions echo {len(lp.tokens)} tokens")
+    checks += 1
+
     # Bad input is a 400 the client raises with the server's message.
     try:
         ask([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}])

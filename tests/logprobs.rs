@@ -135,6 +135,19 @@ fn check_echo(s: &Server) {
             let (got, want) = (f(&lp["token_logprobs"][i]), p["logprob"].as_f64().unwrap_or(-9999.0));
             assert!((got - want).abs() < TOL, "position {i}: {got} vs {want}");
         }
+        // Each position scored in the prefill (all rows through the LM head)
+        // equals the next-token log-prob after that prefix alone (its last row).
+        let all: Vec<u64> = ids.as_array().expect("ids").iter().filter_map(Value::as_u64).collect();
+        let mut same = 0;
+        for i in 1..all.len().min(8) {
+            let next = completions(s, json!({"prompt": &all[..i], "max_tokens": 1, "temperature": 0, "logprobs": 20, "return_tokens_as_token_ids": true}));
+            if let Some(x) = next["choices"][0]["logprobs"]["top_logprobs"][0].get(format!("token_id:{}", all[i])).and_then(Value::as_f64) {
+                let echoed = f(&lp["token_logprobs"][i]);
+                assert!((x - echoed).abs() < 2e-3, "position {i}: {echoed} in the prefill, {x} after the prefix");
+                same += 1;
+            }
+        }
+        assert!(same >= 2, "only {same} positions compared");
         // The prompt as text, tokenised by the server, scores as its ids do.
         let (text, prompt_ids) = (r["prompt"].as_str().expect("prompt"), &r["prompt_ids"]);
         let by_ids = completions(s, json!({"prompt": [prompt_ids], "max_tokens": 0, "echo": true, "logprobs": 3, "return_tokens_as_token_ids": true}));

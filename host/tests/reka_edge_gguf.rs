@@ -54,7 +54,7 @@ fn argmax(v: &[f32]) -> u32 {
 fn greedy(m: &LoadedModel, ids: &[u32], emb: &[(usize, Vec<f32>)], n: usize) -> (Vec<u32>, Vec<f32>) {
     let mut cache = m.decoder.new_cache();
     let refs: Vec<(usize, &[f32])> = emb.iter().map(|(r, v)| (*r, v.as_slice())).collect();
-    let mut steps = [Step { ids, cache: &mut cache, embeds: refs }];
+    let mut steps = [Step { ids, cache: &mut cache, embeds: refs, all_rows: false }];
     let first = m.decoder.forward_batch(&mut steps).expect("prefill").pop().expect("logits");
     let mut out = vec![argmax(&first)];
     while out.len() < n {

@@ -94,7 +94,7 @@ fn embeds(m: &LoadedModel, ids: &[u32], media: &[(MediaKind, Vec<String>)]) -> V
 
 fn last_logits(m: &LoadedModel, cache: &mut model::KvCache, ids: &[u32], emb: &[(usize, Vec<f32>)]) -> Vec<f32> {
     let refs: Vec<(usize, &[f32])> = emb.iter().map(|(r, v)| (*r, v.as_slice())).collect();
-    let mut steps = [Step { ids, cache, embeds: refs }];
+    let mut steps = [Step { ids, cache, embeds: refs, all_rows: false }];
     m.decoder.forward_batch(&mut steps).expect("forward").pop().expect("one step")
 }
 

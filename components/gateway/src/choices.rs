@@ -176,10 +176,10 @@ impl Plan {
     pub fn stream(&self, out: ResponseOutparam, gen: &Generation, make: impl Fn() -> Answer) -> Result<(), String> {
         let mut w = BodyWriter::start(out, 200, "text/event-stream", &[("cache-control", "no-cache")])?;
         let mut cs = self.choices(make);
-        for i in 0..cs.len() {
+        for (i, c) in cs.iter_mut().enumerate() {
             if let Some((text, lps)) = self.echo_of(i as u32) {
                 let split = Split { content: text.clone(), ..Split::default() };
-                let choice = self.choice(i as u32, &mut cs[i], &split, lps, None);
+                let choice = self.choice(i as u32, c, &split, lps, None);
                 w.event(&with(&self.head, json!({"choices": [choice]})))?;
             }
         }

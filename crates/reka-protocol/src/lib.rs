@@ -23,6 +23,9 @@
 //! | [`METADATA`]  | u8 `[len]`         | [`ModelInfo`] as JSON                             |
 //! | [`TOKENIZER`] | u8 `[len]`         | the tokenizer, `reka_tokenizer`'s compact form    |
 //!
+//! Log-probs, logit adjustments and several streams per context (a request's
+//! prompts × `n`) use the tensors of the [`logprobs`] module.
+//!
 //! Errors come back as wasi:nn errors whose message starts with one of the
 //! [`ErrorTag`] prefixes, so a guest can tell a full context from an engine failure.
 

@@ -178,6 +178,18 @@ fn check_n(s: &Server) {
     assert_eq!(v["usage"]["completion_tokens"], 12);
 }
 
+/// `ignore_eos`: an answer that stops at `<|im_end|>` after a few tokens runs
+/// on to `max_tokens` instead.
+fn check_ignore_eos(s: &Server) {
+    let prompt = "<|im_start|>user\nIs the sky blue? Answer yes or no.<|im_end|>\n<|im_start|>assistant\n";
+    let body = |ignore: bool| json!({"prompt": prompt, "parse_special": true, "max_tokens": 10, "temperature": 0, "ignore_eos": ignore});
+    let stops = completions(s, body(false));
+    assert_eq!(stops["choices"][0]["finish_reason"], "stop", "{stops}");
+    assert!(stops["usage"]["completion_tokens"].as_u64() < Some(10), "{stops}");
+    let runs = completions(s, body(true));
+    assert_eq!((runs["choices"][0]["finish_reason"].as_str(), runs["usage"]["completion_tokens"].as_u64()), (Some("length"), Some(10)), "{runs}");
+}
+
 /// Our responses field by field against vLLM's models: every field we write
 /// is one of vLLM's, and the log-prob objects have exactly vLLM's fields.
 fn check_shapes(s: &Server) {
@@ -246,4 +258,5 @@ fn logprobs_penalties_n_and_tokenizer_endpoints() {
     check_penalties(&s);
     check_penalty_formula(&s);
     check_n(&s);
+    check_ignore_eos(&s);
 }

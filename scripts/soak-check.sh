@@ -10,19 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 HOST=./target/release/reka-host
 MODEL=$("$HOST" fetch | sed -n 1p)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-LOG=$(mktemp)
 # At most two malloc arenas: glibc's per-thread arenas (up to 8 per core) keep
 # freed memory and make resident memory climb with the threads a run touches,
 # which hid a leak's signal under ~20-40 MiB of noise (docs/RELIABILITY.md, Soak).
-MALLOC_ARENA_MAX=2 "$HOST" serve --listen "127.0.0.1:$PORT" --model "$MODEL" --model-name smollm2-135m >"$LOG" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
-for _ in $(seq 1 240); do
-    if python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/health', timeout=2)" 2>/dev/null; then break; fi
-    if ! kill -0 $PID 2>/dev/null; then cat "$LOG"; exit 1; fi
-    sleep 0.5
-done
+source scripts/serve-bg.sh
+serve_in_background MALLOC_ARENA_MAX=2 -- --model "$MODEL" --model-name smollm2-135m
 if ! "$HOST" soak --url "http://127.0.0.1:$PORT" --clients "${SOAK_CLIENTS:-4}" \
     --duration-s "${SOAK_SECONDS:-20}" --seed "${SOAK_SEED:-1}"; then
     echo "--- server log (last 50 lines) ---" >&2

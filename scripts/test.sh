@@ -11,6 +11,10 @@ cargo test --release --manifest-path components/Cargo.toml --lib
 cargo test --release --workspace
 # Reka Edge over HTTP with the official openai Python client (pip, pinned).
 scripts/openai-client-check.sh
+# lm-evaluation-harness (PyPI, pinned) against the server on 50 questions each of
+# ARC-Easy and HellaSwag: every choice's log-likelihood against lm-eval's own hf
+# backend (tests/fixtures/eval; tolerances in docs/EVAL.md).
+scripts/eval-ci.sh
 # A short soak: concurrent streams, random disconnects and bad requests for
 # ~20 s; every answer well-formed, no KV memory held after, RSS back in bounds.
 scripts/soak-check.sh

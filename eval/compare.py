@@ -21,8 +21,10 @@ of both sides. When both sides carry the continuation strings, ``acc_norm``
 (argmax of ll / characters, as lm-eval computes it) is printed as well.
 
 Exit status: 0 when every task's max |Δll| is within the tolerance
-(``--tol``, else env ``EVAL_TOL``, else 0.05 nats per choice); 1 when it is
-not; 2 when the two sides cannot be compared (a task or a question of
+(``--tol``, else env ``EVAL_TOL``, else 0.05 nats per choice) and, if a limit
+is given (``--max-argmax-diffs``, else env ``EVAL_MAX_ARGMAX_DIFFS``; default
+none), no task has more predicted-answer disagreements than it; 1 when not;
+2 when the two sides cannot be compared (a task or a question of
 REFERENCE missing from CANDIDATE, different targets, different prompts, or a
 different number of choices).
 
@@ -184,9 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("reference")
     ap.add_argument("candidate")
     ap.add_argument("--tol", type=float, default=None, help=f"max |Δll| per choice in nats (env EVAL_TOL, default {DEFAULT_TOL})")
+    ap.add_argument("--max-argmax-diffs", type=int, default=None, help="most predicted-answer disagreements per task (env EVAL_MAX_ARGMAX_DIFFS; default: not checked)")
     ap.add_argument("--tasks", default=None, help="comma-separated subset of the reference's tasks")
     args = ap.parse_args(argv)
     tol = args.tol if args.tol is not None else float(os.environ.get("EVAL_TOL", DEFAULT_TOL))
+    max_flips = args.max_argmax_diffs
+    if max_flips is None and os.environ.get("EVAL_MAX_ARGMAX_DIFFS"):
+        max_flips = int(os.environ["EVAL_MAX_ARGMAX_DIFFS"])
     try:
         ref = load(args.reference)
         cand = load(args.candidate)
@@ -216,11 +222,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['greedy_diff']} | {acc('ref_correct')} | {acc('cand_correct')} | {norm[0]} | {norm[1]} |"
         )
         if not s["max_abs"] <= tol:
-            failed.append(s["task"])
+            failed.append(f"{s['task']}: max abs(dll) {s['max_abs']:.4f} above {tol} nats")
+        if max_flips is not None and s["argmax_diff"] > max_flips:
+            failed.append(f"{s['task']}: {s['argmax_diff']} predicted answers differ (at most {max_flips})")
+    sys.stdout.flush()
     if failed:
-        print(f"compare: FAIL: max abs(dll) above {tol} nats in {', '.join(failed)}", file=sys.stderr)
+        print("compare: FAIL: " + "; ".join(failed), file=sys.stderr)
         return 1
-    print(f"compare: ok: every choice within {tol} nats")
+    flips = "" if max_flips is None else f", at most {max_flips} predicted answers differ per task"
+    print(f"compare: ok: every choice within {tol} nats{flips}")
     return 0
 
 

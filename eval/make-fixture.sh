@@ -33,20 +33,20 @@ else
 fi
 echo "make-fixture: lm-eval output in $OUT"
 
-timed() { # timed LABEL CMD...: run, print the wall time
-    local label=$1 start
-    shift
+timed() { # timed LABEL LOG CMD...: run with output to LOG, print the wall time
+    local label=$1 log=$2 start
+    shift 2
     start=$(date +%s)
-    "$@"
+    "$@" >"$log" 2>&1
     echo "make-fixture: $label: $(($(date +%s) - start)) s (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 }
 
 if [ "$WHICH" = hf ] || [ "$WHICH" = all ]; then
     for task in "${TASKS[@]}"; do
-        timed "hf $task" "$HFEVAL_VENV/bin/lm_eval" run --model hf \
+        timed "hf $task" "$OUT/hf-$task.log" "$HFEVAL_VENV/bin/lm_eval" run --model hf \
             --model_args "pretrained=$(dirname "$GGUF"),gguf_file=$(basename "$GGUF"),dtype=float32,add_bos_token=False" \
             --device cpu --batch_size 1 --tasks "$task" --include_path eval/tasks --limit $LIMIT \
-            --log_samples --output_path "$OUT/hf/$task" >"$OUT/hf-$task.log" 2>&1
+            --log_samples --output_path "$OUT/hf/$task"
     done
     "$HFEVAL_VENV/bin/python" eval/fixture.py "$OUT/hf" "$GGUF" "$FIXTURES/hf_loglikelihoods.json"
 fi
@@ -58,10 +58,10 @@ if [ "$WHICH" = llamacpp ] || [ "$WHICH" = all ]; then
     trap 'kill $SERVER 2>/dev/null || true' EXIT
     for _ in $(seq 1 120); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.5; done
     for task in "${TASKS[@]}"; do
-        timed "llamacpp $task" "$EVAL_VENV/bin/lm_eval" run --model local-completions \
+        timed "llamacpp $task" "$OUT/llamacpp-$task.log" "$EVAL_VENV/bin/lm_eval" run --model local-completions \
             --model_args "model=smollm2-135m,base_url=http://127.0.0.1:$PORT/v1/completions,tokenizer_backend=remote,tokenized_requests=True,num_concurrent=1,max_retries=1" \
             --tasks "$task" --include_path eval/tasks --limit $LIMIT \
-            --log_samples --output_path "$OUT/llamacpp/$task" >"$OUT/llamacpp-$task.log" 2>&1
+            --log_samples --output_path "$OUT/llamacpp/$task"
     done
     "$HFEVAL_VENV/bin/python" eval/fixture.py "$OUT/llamacpp" "$GGUF" "$FIXTURES/llamacpp_loglikelihoods.json"
 fi

@@ -9,8 +9,11 @@
 #
 # Usage: scripts/eval-check.sh URL      (e.g. http://127.0.0.1:8080)
 # Environment: EVAL_MODEL (served model name, smollm2-135m), EVAL_TOL,
-#   EVAL_CONCURRENT (4), EVAL_FIXTURE (the reference JSON), EVAL_OUT (keep the
-#   lm-eval output there instead of a temporary directory), REKA_CACHE_DIR.
+#   EVAL_MAX_ARGMAX_DIFFS (most predicted-answer disagreements per task; not
+#   checked by default), EVAL_CONCURRENT (4), EVAL_FIXTURE (the reference JSON;
+#   tests/fixtures/eval/llamacpp_loglikelihoods.json is the llama.cpp one),
+#   EVAL_OUT (keep the lm-eval output there instead of a temporary
+#   directory), REKA_CACHE_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

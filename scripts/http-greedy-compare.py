@@ -2,7 +2,10 @@
 """Serves one model twice with the same reka-host binary, once per --device,
 sends the same greedy chat requests (temperature 0, streamed) over a real
 socket to each, and compares the streamed pieces: one SSE delta per token, so
-equal lists mean the same tokens. Exit 1 when any request differs.
+equal lists mean the same tokens. Then one completions request with `echo`,
+`logprobs` and `n` = 2 (the prompt scored through all rows of the LM head, the
+prefill's KV cache copied to a second stream): the same texts, and every
+log-prob within 0.05 of the other device's. Exit 1 when anything differs.
 
 Usage: http-greedy-compare.py BIN MODEL [--devices cuda,cpu] [--manifest spin.toml]
        [--max-tokens 64] [--prompts N] [--env-b KEY=VAL ...] [--concurrent-a]
@@ -80,6 +83,18 @@ def stream_chat(port, model, prompt, max_tokens):
     return pieces, finish
 
 
+def echo_fork(port):
+    """Echoed prompt log-probs and two greedy answers forked from one prefill."""
+    body = json.dumps({"model": "m", "prompt": "The capital of France is", "max_tokens": 4, "temperature": 0,
+                       "logprobs": 3, "echo": True, "n": 2}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=300) as r:
+        v = json.load(r)
+    choices = sorted(v["choices"], key=lambda c: c["index"])
+    return [c["text"] for c in choices], choices[0]["logprobs"]["token_logprobs"]
+
+
 def timed_chat(port, prompt, max_tokens):
     t0 = time.time()
     pieces, finish = stream_chat(port, "m", prompt, max_tokens)
@@ -97,8 +112,10 @@ def run_device(args, device, label, env, together):
         prompts = PROMPTS[:args.prompts]
         if together:
             with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
-                return list(pool.map(lambda p: timed_chat(port, p, args.max_tokens), prompts))
-        return [timed_chat(port, p, args.max_tokens) for p in prompts]
+                chats = list(pool.map(lambda p: timed_chat(port, p, args.max_tokens), prompts))
+        else:
+            chats = [timed_chat(port, p, args.max_tokens) for p in prompts]
+        return chats, echo_fork(port)
     finally:
         proc.terminate()
         try:
@@ -125,10 +142,9 @@ def main():
         sys.exit("--devices names two devices")
     env_b = dict(kv.split("=", 1) for kv in args.env_b)
     a, b = devices if devices[0] != devices[1] else (f"{devices[0]}-a", f"{devices[1]}-b")
-    results = {
-        a: run_device(args, devices[0], a, {}, args.concurrent_a),
-        b: run_device(args, devices[1], b, env_b, False),
-    }
+    results, echoes = {}, {}
+    results[a], echoes[a] = run_device(args, devices[0], a, {}, args.concurrent_a)
+    results[b], echoes[b] = run_device(args, devices[1], b, env_b, False)
     devices = [a, b]
     same_all = True
     for i, p in enumerate(PROMPTS[:args.prompts]):
@@ -143,6 +159,12 @@ def main():
             print(f"  {b}: {''.join(pb)!r}")
     with open(os.path.join(args.out, "http-greedy.json"), "w") as f:
         json.dump({d: [{"pieces": r[0], "finish": r[1], "seconds": r[2]} for r in results[d]] for d in devices}, f, indent=1)
+    (ta, la), (tb, lb) = echoes[a], echoes[b]
+    gap = max((abs(x - y) for x, y in zip(la[1:], lb[1:])), default=0.0)
+    echo_same = ta == tb and ta[0] == ta[1] and len(la) == len(lb) and la[0] is None and lb[0] is None and gap < 0.05
+    same_all &= echo_same
+    print(f"echo + logprobs + n=2: texts {ta!r} vs {tb!r}, {len(la)} log-probs, max |diff| {gap:.4f}: "
+          f"{'same' if echo_same else 'DIFFERENT'}")
     print(f"HTTP greedy tokens, {a} vs {b}: {'all the same' if same_all else 'DIFFERENT'}")
     sys.exit(0 if same_all else 1)
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds the reka-host OCI image without pulling any base image: one layer
+# with the release binary (stripped copy), the shared libraries ldd finds for
+# it and the dynamic loader, spin.toml + target/wasm/reka-app.wasm, the runtime
+# config deploy/image/runtime-config.toml and a non-root user; with
+# --with-models a second layer holds the model files that config names.
+# Output: an OCI image layout in deploy/out/oci (tags VERSION and
+# VERSION-models), reproducible (same inputs, same digests). See docs/DEPLOY.md.
+#
+#   scripts/deploy-image.sh [--with-models] [--models-dir DIR] [--tag TAG]
+#                           [--runtime-config FILE] [--binary FILE] [--no-strip]
+#                           [--out DIR]
+#   skopeo inspect oci:deploy/out/oci:0.1.0
+#   skopeo copy oci:deploy/out/oci:0.1.0 docker://REGISTRY/reka-host:0.1.0
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+binary=target/release/reka-host
+runtime_config=deploy/image/runtime-config.toml
+models_dir=${REKA_CACHE_DIR:-$HOME/.cache/reka/models}
+out=deploy/out/oci
+with_models=
+tag=
+strip=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --with-models) with_models=1 ;;
+    --models-dir) models_dir=$2; shift ;;
+    --tag) tag=$2; shift ;;
+    --runtime-config) runtime_config=$2; shift ;;
+    --binary) binary=$2; shift ;;
+    --out) out=$2; shift ;;
+    --no-strip) strip= ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "deploy-image: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+[ -x "$binary" ] || { echo "deploy-image: $binary is missing: cargo build --release -p reka-host" >&2; exit 1; }
+[ -f target/wasm/reka-app.wasm ] || { echo "deploy-image: target/wasm/reka-app.wasm is missing (built by cargo build -p reka-host)" >&2; exit 1; }
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+tag=${tag:-$version${with_models:+-models}}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# The binary is copied (and stripped: ~25% smaller, panics still name
+# functions) so a rebuild under us cannot change it halfway through.
+cp "$binary" "$work/reka-host"
+if [ -n "$strip" ] && command -v strip >/dev/null; then strip "$work/reka-host"; fi
+
+echo "deploy-image: $binary (built $(date -u -r "$binary" +%FT%TZ)), target/wasm/reka-app.wasm (built $(date -u -r target/wasm/reka-app.wasm +%FT%TZ)) -> $out:$tag" >&2
+python3 deploy/image/build_oci.py \
+  --binary "$work/reka-host" --manifest spin.toml --runtime-config "$runtime_config" \
+  --models-dir "$models_dir" ${with_models:+--with-models} \
+  --out "$out" --tag "$tag" --version "$version"

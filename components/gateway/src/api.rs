@@ -77,7 +77,8 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn number(o: &Map<String, Value>, key: &str) -> Result<Option<f64>, ApiError> {
+/// `key` as a number, if present and not null.
+pub fn number(o: &Map<String, Value>, key: &str) -> Result<Option<f64>, ApiError> {
     match o.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
@@ -85,7 +86,8 @@ fn number(o: &Map<String, Value>, key: &str) -> Result<Option<f64>, ApiError> {
     }
 }
 
-fn integer(o: &Map<String, Value>, key: &str) -> Result<Option<i64>, ApiError> {
+/// `key` as an integer, if present and not null.
+pub fn integer(o: &Map<String, Value>, key: &str) -> Result<Option<i64>, ApiError> {
     match o.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n

@@ -49,6 +49,9 @@ pub fn models() -> Value {
         .map(|(id, mods)| {
             json!({"id": id, "object": "model", "created": created, "owned_by": "reka-host", "input_modalities": mods, "output_modalities": ["text"]})
         })
+        .chain(crate::embeddings::embedding_models().into_iter().map(|id| {
+            json!({"id": id, "object": "model", "created": created, "owned_by": "reka-host", "input_modalities": ["text"], "output_modalities": ["embeddings"]})
+        }))
         .collect();
     json!({"object": "list", "data": data})
 }
@@ -183,6 +186,7 @@ fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, mut prompts: Vec<(
         ignore_eos: extras.ignore_eos,
         logprobs: extras.logprobs,
         n: extras.n,
+        repetition_window: 0,
     };
     let first = &mut prompts[0].0;
     let media = std::mem::take(&mut first.media);

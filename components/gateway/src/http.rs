@@ -94,10 +94,11 @@ impl BodyWriter {
     }
 }
 
-/// Answers with a JSON body.
-pub fn json(out: ResponseOutparam, status: u16, v: &Value) -> Result<(), String> {
+/// Answers with a JSON body (floats of an `f32` written as `f32`s: shortest).
+pub fn json<T: serde::Serialize + ?Sized>(out: ResponseOutparam, status: u16, v: &T) -> Result<(), String> {
+    let body = serde_json::to_vec(v).map_err(|e| format!("writing JSON: {e}"))?;
     let mut w = BodyWriter::start(out, status, "application/json", &[])?;
-    w.write(v.to_string().as_bytes())?;
+    w.write(&body)?;
     w.finish()
 }
 

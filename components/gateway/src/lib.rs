@@ -1,11 +1,13 @@
 //! The gateway component: speaks HTTP and JSON only. It exports
 //! `wasi:http/incoming-handler`, validates OpenAI-style requests, asks the
 //! preprocess component for token ids and the generate component for text, and
-//! streams the answer (server-sent events) as it is made.
+//! streams the answer (server-sent events) as it is made. Spin's `remote_http`
+//! LLM protocol (`/infer`, `/embed`) is served beside the OpenAI API.
 
 mod answer;
 mod api;
 mod choices;
+mod embeddings;
 mod error;
 mod handlers;
 mod http;
@@ -13,6 +15,7 @@ mod logprobs;
 mod parts;
 mod reasoning;
 mod sampling;
+mod spin_remote;
 mod tokenize;
 #[cfg(test)]
 mod fuzz_replay;
@@ -42,7 +45,11 @@ impl wasip2::exports::http::incoming_handler::Guest for Gateway {
             (Method::Post, "/tokenize") => tokenize::tokenize(request, out),
             (Method::Post, "/detokenize") => tokenize::detokenize(request, out),
             (Method::Get, "/tokenizer_info") => tokenize::info(request, out),
-            (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/v1/completions" | "/tokenize" | "/detokenize" | "/tokenizer_info") => {
+            (Method::Post, "/v1/embeddings") => embeddings::openai(request, out),
+            (Method::Post, "/infer") => spin_remote::infer(request, out),
+            (Method::Post, "/embed") => embeddings::spin(request, out),
+            (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/v1/completions" | "/tokenize" | "/detokenize" | "/tokenizer_info")
+            | (_, "/v1/embeddings" | "/infer" | "/embed") => {
                 http::error(out, error::ApiError::method_not_allowed())
             }
             _ => http::error(out, error::ApiError::not_found(&path)),

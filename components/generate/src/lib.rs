@@ -26,7 +26,7 @@ wit_bindgen::generate!({
 use answer::{Answer, Shared};
 use exports::reka::inference::generate::{Generation, Guest, GuestGeneration};
 use penalties::{Penalties, Settings};
-use reka::inference::types::{Chunk, Error, ErrorKind, MediaInput, MediaKind, Sampling, TokenLogprob};
+use reka::inference::types::{Chunk, Embeddings, Error, ErrorKind, MediaInput, MediaKind, Sampling, TokenLogprob};
 use reka_guest::{Ask, Session, StepMedia};
 use reka_protocol::logprobs::{Scored, MAX_TOP_LOGPROBS};
 use reka_protocol::MediaSpan;
@@ -82,6 +82,11 @@ struct Gen(RefCell<State>);
 
 impl Guest for Component {
     type Generation = Gen;
+
+    fn embed(model: String, texts: Vec<String>) -> Result<Embeddings, Error> {
+        let e = reka_guest::embed(&model, &texts).map_err(to_error)?;
+        Ok(Embeddings { vectors: e.vectors, prompt_tokens: e.tokens })
+    }
 }
 
 impl GuestGeneration for Gen {
@@ -116,6 +121,7 @@ impl GuestGeneration for Gen {
             repetition: sampling.repetition_penalty,
             bias: sampling.logit_bias.clone(),
             min_tokens: sampling.min_tokens,
+            window: sampling.repetition_window,
         };
         let sampler = |index: usize| Sampler::new(sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed.wrapping_add(index as u64));
         // One fetch size for every answer: what the sampler needs, and the

@@ -2,7 +2,9 @@
 //! (`reka_protocol::logprobs::Adjust`, vLLM's order): `logit_bias`, the stop
 //! tokens forbidden before `min_tokens`, `repetition_penalty` over the prompt
 //! and the answer, then OpenAI's `presence_penalty` and `frequency_penalty`
-//! over the answer's own tokens.
+//! over the answer's own tokens. With a repetition window (Spin's
+//! `repeat-penalty-last-n-token-count`) the repetition penalty covers only the
+//! last tokens of the prompt and the answer, as Spin's engine applies it.
 
 use reka_protocol::logprobs::Adjust;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +17,8 @@ pub struct Settings {
     pub repetition: f32,
     pub bias: Vec<(u32, f32)>,
     pub min_tokens: u32,
+    /// Tokens the repetition penalty looks back over; 0: all.
+    pub window: u32,
 }
 
 /// One answer's adjustments as it grows.
@@ -27,12 +31,17 @@ pub struct Penalties {
     counts: BTreeMap<u32, u32>,
     generated: u32,
     stop_ids: Vec<u32>,
+    /// With a window: the prompt and the answer so far, in order.
+    history: Vec<u32>,
 }
 
 impl Penalties {
     pub fn new(settings: Settings, prompt: &[u32], stop_ids: &[u32]) -> Self {
-        let prompt = if settings.repetition != 1.0 { prompt.iter().copied().collect() } else { BTreeSet::new() };
-        Self { settings, prompt, counts: BTreeMap::new(), generated: 0, stop_ids: stop_ids.to_vec() }
+        let repeat = settings.repetition != 1.0;
+        let windowed = repeat && settings.window > 0;
+        let history = if windowed { prompt.to_vec() } else { Vec::new() };
+        let prompt = if repeat && !windowed { prompt.iter().copied().collect() } else { BTreeSet::new() };
+        Self { settings, prompt, counts: BTreeMap::new(), generated: 0, stop_ids: stop_ids.to_vec(), history }
     }
 
     /// Whether nothing is ever adjusted (no tensor needs to cross).
@@ -45,6 +54,9 @@ impl Penalties {
     pub fn push(&mut self, token: u32) {
         *self.counts.entry(token).or_default() += 1;
         self.generated += 1;
+        if self.settings.repetition != 1.0 && self.settings.window > 0 {
+            self.history.push(token);
+        }
     }
 
     /// The adjustments of the next token's logits.
@@ -65,7 +77,12 @@ impl Penalties {
                 at(&mut by_id, id).bias = f32::NEG_INFINITY;
             }
         }
-        if s.repetition != 1.0 {
+        if s.repetition != 1.0 && s.window > 0 {
+            let from = self.history.len().saturating_sub(s.window as usize);
+            for &id in &self.history[from..] {
+                at(&mut by_id, id).repetition = s.repetition;
+            }
+        } else if s.repetition != 1.0 {
             for &id in self.prompt.iter().chain(self.counts.keys()) {
                 at(&mut by_id, id).repetition = s.repetition;
             }
@@ -112,5 +129,18 @@ mod tests {
         apply(&p, &mut l);
         assert_eq!(l, vec![1.0, 2.0, -4.0, 2.0, 5.0]);
         assert!(Penalties::new(Settings { repetition: 1.0, ..Settings::default() }, &[1], &[]).is_none());
+    }
+
+    #[test]
+    fn a_window_penalises_only_the_last_tokens_of_prompt_and_answer() {
+        let s = Settings { repetition: 2.0, window: 2, ..Settings::default() };
+        let mut p = Penalties::new(s, &[0, 1, 2], &[]);
+        let mut l = vec![2.0; 4];
+        apply(&p, &mut l);
+        assert_eq!(l, vec![2.0, 1.0, 1.0, 2.0]);
+        p.push(3);
+        let mut l = vec![2.0; 4];
+        apply(&p, &mut l);
+        assert_eq!(l, vec![2.0, 2.0, 1.0, 1.0]);
     }
 }

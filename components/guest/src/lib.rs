@@ -8,7 +8,9 @@ wit_bindgen::generate!({
     generate_all,
 });
 
+mod embed;
 mod streams;
+pub use embed::{embed, Embedded};
 pub use streams::{Ask, Dist, StreamOut, Stepped};
 
 use reka_protocol::{ErrorTag, MediaSpan, ModelInfo, INPUT_IDS, LOGITS, MEDIA, MEL, METADATA, PIXELS, TOKENIZER, TOP_IDS, TOP_K, TOP_LOGITS};

@@ -31,7 +31,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod embed;
 pub mod logprobs;
+pub mod spin;
 
 pub use reka_tokenizer::VocabSpec;
 

@@ -9,13 +9,17 @@
 #
 #   scripts/deploy-image.sh [--with-models] [--models-dir DIR] [--tag TAG]
 #                           [--runtime-config FILE] [--binary FILE] [--no-strip]
-#                           [--out DIR]
+#                           [--manifest spin.toml] [--out DIR]
 #   skopeo inspect oci:deploy/out/oci:0.1.0
 #   skopeo copy oci:deploy/out/oci:0.1.0 docker://REGISTRY/reka-host:0.1.0
 set -euo pipefail
+here=$PWD
 cd "$(dirname "$0")/.."
+# Paths given on the command line are relative to where it was run.
+abs() { case "$1" in /*) echo "$1" ;; *) echo "$here/$1" ;; esac; }
 
 binary=target/release/reka-host
+manifest=spin.toml
 runtime_config=deploy/image/runtime-config.toml
 models_dir=${REKA_CACHE_DIR:-$HOME/.cache/reka/models}
 out=deploy/out/oci
@@ -25,20 +29,23 @@ strip=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --with-models) with_models=1 ;;
-    --models-dir) models_dir=$2; shift ;;
+    --models-dir) models_dir=$(abs "$2"); shift ;;
     --tag) tag=$2; shift ;;
-    --runtime-config) runtime_config=$2; shift ;;
-    --binary) binary=$2; shift ;;
-    --out) out=$2; shift ;;
+    --runtime-config) runtime_config=$(abs "$2"); shift ;;
+    --binary) binary=$(abs "$2"); shift ;;
+    --manifest) manifest=$(abs "$2"); shift ;;
+    --out) out=$(abs "$2"); shift ;;
     --no-strip) strip= ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "deploy-image: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 
 [ -x "$binary" ] || { echo "deploy-image: $binary is missing: cargo build --release -p reka-host" >&2; exit 1; }
-[ -f target/wasm/reka-app.wasm ] || { echo "deploy-image: target/wasm/reka-app.wasm is missing (built by cargo build -p reka-host)" >&2; exit 1; }
+[ -f "$manifest" ] || { echo "deploy-image: $manifest is missing" >&2; exit 1; }
+app_wasm=$(dirname "$manifest")/target/wasm/reka-app.wasm
+[ -f "$app_wasm" ] || { echo "deploy-image: $app_wasm is missing (built by cargo build -p reka-host)" >&2; exit 1; }
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 tag=${tag:-$version${with_models:+-models}}
 
@@ -49,8 +56,8 @@ trap 'rm -rf "$work"' EXIT
 cp "$binary" "$work/reka-host"
 if [ -n "$strip" ] && command -v strip >/dev/null; then strip "$work/reka-host"; fi
 
-echo "deploy-image: $binary (built $(date -u -r "$binary" +%FT%TZ)), target/wasm/reka-app.wasm (built $(date -u -r target/wasm/reka-app.wasm +%FT%TZ)) -> $out:$tag" >&2
+echo "deploy-image: $binary (built $(date -u -r "$binary" +%FT%TZ)), $app_wasm (built $(date -u -r "$app_wasm" +%FT%TZ)) -> $out:$tag" >&2
 python3 deploy/image/build_oci.py \
-  --binary "$work/reka-host" --manifest spin.toml --runtime-config "$runtime_config" \
+  --binary "$work/reka-host" --manifest "$manifest" --runtime-config "$runtime_config" \
   --models-dir "$models_dir" ${with_models:+--with-models} \
   --out "$out" --tag "$tag" --version "$version"

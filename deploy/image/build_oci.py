@@ -414,21 +414,23 @@ def verify(layout, tag, root):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--binary", required=True)
-    ap.add_argument("--manifest", required=True, help="spin.toml")
-    ap.add_argument("--runtime-config", required=True)
+    ap.add_argument("--binary")
+    ap.add_argument("--manifest", help="spin.toml")
+    ap.add_argument("--runtime-config")
     ap.add_argument("--models-dir", default=None)
     ap.add_argument("--with-models", action="store_true")
     ap.add_argument("--out", required=True, help="OCI layout directory")
     ap.add_argument("--tag", required=True)
     ap.add_argument("--version", default="0.0.0")
     ap.add_argument("--level", type=int, default=6, help="gzip level")
-    ap.add_argument("--verify", metavar="ROOT", help="verify --out:--tag and unpack it into ROOT instead of building")
+    ap.add_argument("--verify", metavar="ROOT", help="check --out:--tag's digests and unpack its layers into ROOT instead of building")
     args = ap.parse_args()
     if args.verify:
         config, digest = verify(args.out, args.tag, args.verify)
         print(json.dumps({"manifest_digest": digest, "config": config["config"]}, indent=1))
         return
+    if not (args.binary and args.manifest and args.runtime_config):
+        die("building needs --binary, --manifest and --runtime-config")
     if args.with_models and not args.models_dir:
         die("--with-models needs --models-dir")
     s = write_layout(args)

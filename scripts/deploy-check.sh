@@ -17,9 +17,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=${REKA_DEPLOY_VENV:-$HOME/.cache/reka/deploy-venv}
-reqs="kubernetes-validate==1.37.0 jsonschema==4.26.0 pyyaml==6.0.3"
+# The tools, and what they pull in, pinned.
+reqs="kubernetes-validate==1.37.0 jsonschema==4.26.0 pyyaml==6.0.3 jsonschema-specifications==2025.9.1
+referencing==0.37.0 rpds-py==2026.9.1 attrs==26.1.0 importlib_resources==7.1.0 packaging==26.4 typing_extensions==4.16.0"
 if [ "$(cat "$venv/.reka-requirements" 2>/dev/null)" != "$reqs" ]; then
-  echo "deploy-check: creating $venv ($reqs)"
+  echo "deploy-check: creating $venv ("$reqs")"
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check $reqs

@@ -27,6 +27,7 @@ Prints one line per check; exits 1 on any failure.
 import copy
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import re
 import sys
@@ -313,11 +314,19 @@ def main():
           llm.get("type") == "remote_http" and {"url", "auth_token"} <= set(llm) and re.match(r"^https?://[^/]+/?$", llm["url"]) is not None)
 
     print("models-fetch Job pins:")
-    script = (K8S / "models-pvc" / "fetch-models.py").read_text()
-    pins = set(re.findall(r'"([0-9a-f]{64})"', script))
+    spec = importlib.util.spec_from_file_location("fetch_models", K8S / "models-pvc" / "fetch-models.py")
+    fm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fm)
     rust = "".join(p.read_text() for d in ("host/src", "crates") for p in (ROOT / d).rglob("*.rs"))
+    pins = {sha for *_, sha in fm.FILES}
     missing = sorted(p for p in pins if p not in rust)
-    check(f"fetch-models.py: all {len(pins)} sha256 pins are pins of the Rust fetchers", not missing, f"not in host/src or crates: {missing}")
+    check(f"fetch-models.py: the {len(pins)} model-file pins are reka-host fetch's", not missing, f"not in host/src or crates: {missing}")
+    epins = {fm.EMBEDDER["wheel_sha256"], *fm.EMBEDDER["files"].values()}
+    if (ROOT / "crates" / "reka-embed").is_dir():
+        missing = sorted(p for p in epins if p not in rust)
+        check(f"fetch-models.py: the {len(epins)} embedder pins are crates/reka-embed's", not missing, f"not in crates: {missing}")
+    else:
+        print(f"  skip the {len(epins)} embedder pins: no crates/reka-embed in this tree")
     check("models-pvc/smollm2-omni.json equals presets/smollm2-omni.json",
           (K8S / "models-pvc" / "smollm2-omni.json").read_bytes() == (ROOT / "presets" / "smollm2-omni.json").read_bytes())
 

@@ -33,7 +33,7 @@ cp target/wasm/reka-app.wasm "$STAGE/reka-app.wasm"
 # GGUF/checkpoint readers for the GPU, --device fallback (the GPU tests skip
 # with a message). Keep the kernel test executable for the device.
 cargo test --release -p reka-kernels --features cuda cuda::
-cargo test --release -p reka-host --features cuda --lib -- gpu:: device::
+cargo test --release -p reka-engine --features cuda --lib -- gpu:: device::
 TEST_BIN=$(cargo test --release -p reka-kernels --features cuda --lib --no-run --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for l in sys.stdin:

@@ -21,8 +21,8 @@ scripts/soak-check.sh
 # The GPU build (cargo feature `cuda`) on this GPU-less machine: lint, and the
 # tests that need no device (the GPU weight readers, --device fallback); the
 # kernel tests print why they skip (no libnvrtc / no CUDA device).
-cargo clippy --release -p reka-host -p reka-kernels --features reka-host/cuda --lib --bins -- -D warnings
-cargo test --release -p reka-host -p reka-kernels --features reka-host/cuda --lib -- cuda:: gpu:: device::
+cargo clippy --release -p reka-host -p reka-engine -p reka-kernels --features reka-host/cuda --lib --bins -- -D warnings
+cargo test --release -p reka-engine -p reka-kernels --features reka-engine/cuda --lib -- cuda:: gpu:: device::
 # The GPU build on the CPU emulator of the CUDA driver (kernels/emu): the
 # kernel tests against their CPU references, GPU-vs-CPU decoder logits, and
 # greedy tokens over HTTP from `serve --device cuda` vs `--device cpu`.

@@ -1,5 +1,20 @@
 //! The Reka host: a wasmtime runtime that serves a Spin-style app of wasm
 //! components over HTTP and runs the models natively behind `wasi:nn`.
+//!
+//! The models, the scheduler and the `wasi:nn` backend are the `reka-engine`
+//! crate; they are re-exported here under their old paths
+//! (`reka_host::model`, `reka_host::nn`, ...).
+
+pub use reka_engine::{device, fetch, metrics, model, native, nn, presets};
+
+/// The CUDA decoder ([`reka_engine::gpu`]) and the host's `gpu-bench` command,
+/// which measures it (it writes its random checkpoints with
+/// [`crate::checkpoint_writer`], a host tool).
+#[cfg(feature = "cuda")]
+pub mod gpu {
+    pub use reka_engine::gpu::*;
+    pub mod bench;
+}
 
 pub mod bench;
 pub mod bench_media;
@@ -7,22 +22,13 @@ pub mod bench_tower;
 pub mod access;
 pub mod checkpoint_writer;
 pub mod connections;
-pub mod device;
 pub mod errors;
-pub mod fetch;
 pub mod guarded_body;
 pub mod http_args;
-#[cfg(feature = "cuda")]
-pub mod gpu;
 pub mod limits;
 pub mod manifest;
-pub mod metrics;
-pub mod model;
-pub mod native;
-pub mod nn;
 pub mod outbound;
 pub mod p3;
-pub mod presets;
 pub mod runtime_config;
 pub mod server;
 pub mod soak;

@@ -58,7 +58,7 @@ pub const ALL: [&PackagedModel; 3] = [&DEFAULT_MODEL, &VISION_ENCODER, &AUDIO_EN
 /// The graph name of the default multimodal model.
 pub const MULTIMODAL_NAME: &str = "smollm2-omni";
 /// Its config (`presets/smollm2-omni.json`), written next to the fetched files.
-const MULTIMODAL_CONFIG: &str = include_str!("../../presets/smollm2-omni.json");
+const MULTIMODAL_CONFIG: &str = include_str!("../../../presets/smollm2-omni.json");
 
 /// Fetches the default multimodal model's files and writes its config beside
 /// them; returns the config's path.

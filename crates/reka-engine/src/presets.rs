@@ -22,19 +22,19 @@ pub struct Preset {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "reka-tiny",
-        config_json: include_str!("../../presets/reka-tiny.json"),
+        config_json: include_str!("../../../presets/reka-tiny.json"),
     },
     Preset {
         name: "reka-edge",
-        config_json: include_str!("../../presets/reka-edge.json"),
+        config_json: include_str!("../../../presets/reka-edge.json"),
     },
     Preset {
         name: "reka-flash",
-        config_json: include_str!("../../presets/reka-flash.json"),
+        config_json: include_str!("../../../presets/reka-flash.json"),
     },
     Preset {
         name: "reka-core",
-        config_json: include_str!("../../presets/reka-core.json"),
+        config_json: include_str!("../../../presets/reka-core.json"),
     },
 ];
 

@@ -279,7 +279,7 @@ mod tests {
     /// (tests/fixtures/rope: the script and its versions are beside the data).
     #[test]
     fn yarn_matches_transformers() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/rope/yarn_reference.json");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/rope/yarn_reference.json");
         let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
         for case in r["cases"].as_array().expect("cases") {
             let cfg: HfLlamaConfig = serde_json::from_value(case["config"].clone()).expect("config");

@@ -1,10 +1,10 @@
 //! The GPU path (cargo feature `cuda`): a decoder that runs on one CUDA device
-//! with our own kernels (`reka_kernels::cuda`), and `reka-host gpu-bench`.
+//! with our own kernels (`reka_kernels::cuda`). (`reka-host gpu-bench`, which
+//! measures it, lives in the host: `host/src/gpu/bench.rs`.)
 //!
 //! The CUDA libraries are loaded at run time, so the same binary starts on a
 //! machine without a GPU: [`probe`] logs why and the caller stays on the CPU.
 
-pub mod bench;
 pub mod llama;
 pub mod load;
 pub mod scratch;

@@ -128,7 +128,7 @@ mod tests {
     /// RoPE: reading both for the GPU must give the same matrices.
     #[test]
     fn gguf_and_checkpoint_of_reka_tiny_give_the_same_weights() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reka_tiny");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/reka_tiny");
         let st = from_checkpoint(&dir).expect("checkpoint");
         let gg = from_gguf(&dir.join("reka-tiny.bf16.gguf"), &st.cfg).expect("gguf");
         let half = |m: &HostMatrix| match m {

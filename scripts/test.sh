@@ -9,6 +9,9 @@ cargo clippy --release --manifest-path components/Cargo.toml --target wasm32-was
 # The components' logic (sampling, stop strings, request validation) also runs natively.
 cargo test --release --manifest-path components/Cargo.toml --lib
 cargo test --release --workspace
+# examples/embed: stock wasmtime + reka-engine's wasi:nn backend, one in-process
+# request to the composed app; the body must be a completion.
+cargo run --release -p reka-embed-example -- "$(target/release/reka-host fetch | grep '\.gguf$')" target/wasm/reka-app.wasm "The capital of France is" | grep '"choices"'
 # Reka Edge over HTTP with the official openai Python client (pip, pinned).
 scripts/openai-client-check.sh
 # lm-evaluation-harness (PyPI, pinned) against the server on 50 questions each of

@@ -33,13 +33,20 @@ impl ApiKeys {
         let Some(given) = headers
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
         else {
             return false;
         };
         // Every key is compared, each in time independent of where it differs.
         self.keys.iter().fold(false, |ok, k| ok | constant_time_eq(k, given.trim().as_bytes()))
     }
+}
+
+/// The token of a `Bearer` credential; the scheme is case-insensitive (RFC
+/// 9110 §11.1: Spin's remote LLM client sends `bearer`).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// Equality whose time depends only on the lengths, not on the contents.
@@ -124,6 +131,12 @@ mod tests {
         assert!(keys.allows("/v1/models", &headers(&[("authorization", "Bearer alpha")])));
         assert!(!keys.allows("/v1/models", &headers(&[("authorization", "Bearer alph")])));
         assert!(!keys.allows("/v1/models", &headers(&[("authorization", "Bearer alphaa")])));
+        // The scheme in any case (Spin sends `bearer`); nothing else passes.
+        assert!(keys.allows("/v1/models", &headers(&[("authorization", "bearer alpha")])));
+        assert!(keys.allows("/v1/models", &headers(&[("authorization", "BEARER beta")])));
+        for bad in ["Basic alpha", "alpha", "bearer", "Bearer", "beareralpha"] {
+            assert!(!keys.allows("/v1/models", &headers(&[("authorization", bad)])), "{bad}");
+        }
         assert!(!keys.allows("/v1/models", &headers(&[("authorization", "alpha")])));
         assert!(!keys.allows("/v1/models", &headers(&[])));
         assert!(keys.allows("/health", &headers(&[])));

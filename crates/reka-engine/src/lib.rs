@@ -62,6 +62,8 @@
 //! - [`metrics`]: process-wide counters and each engine's metrics, rendered in
 //!   Prometheus text format.
 
+/// Sentence embeddings (all-MiniLM-L6-v2), served as embedding graphs.
+pub use reka_embed as embed;
 pub mod device;
 pub mod fetch;
 #[cfg(feature = "cuda")]

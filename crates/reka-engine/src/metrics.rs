@@ -96,6 +96,10 @@ pub struct EngineMetrics {
     pub kv_budget: AtomicU64,
     pub prompt_tokens: AtomicU64,
     pub generation_tokens: AtomicU64,
+    /// Forward passes the engine ran.
+    pub steps: AtomicU64,
+    /// Sessions in those passes, summed: over `steps`, the mean batch.
+    pub step_sessions: AtomicU64,
     /// Sessions refused or ended by the engine, by [`Rejection`].
     rejected: [AtomicU64; 4],
     pub ttft: Histogram,
@@ -150,6 +154,8 @@ pub fn engine(model: &str) -> Arc<EngineMetrics> {
         kv_budget: AtomicU64::new(0),
         prompt_tokens: AtomicU64::new(0),
         generation_tokens: AtomicU64::new(0),
+        steps: AtomicU64::new(0),
+        step_sessions: AtomicU64::new(0),
         rejected: [const { AtomicU64::new(0) }; 4],
         ttft: Histogram::new(TTFT_BUCKETS),
         itl: Histogram::new(ITL_BUCKETS),
@@ -209,6 +215,8 @@ pub fn render() -> String {
     per_engine(&mut out, &engines, "reka:kv_cache_budget_bytes", "gauge", "The KV-cache budget in bytes (--kv-budget-mb).", |e| load(&e.kv_budget));
     per_engine(&mut out, &engines, "reka:prompt_tokens_total", "counter", "Number of prefill tokens processed.", |e| load(&e.prompt_tokens));
     per_engine(&mut out, &engines, "reka:generation_tokens_total", "counter", "Number of generation tokens processed.", |e| load(&e.generation_tokens));
+    per_engine(&mut out, &engines, "reka:engine_steps_total", "counter", "Forward passes (batched steps) the engine ran.", |e| load(&e.steps));
+    per_engine(&mut out, &engines, "reka:engine_step_sessions_total", "counter", "Sessions in those forward passes, summed (divided by the steps: the mean batch).", |e| load(&e.step_sessions));
     family(&mut out, "reka:requests_rejected_total", "counter", "Sessions the engine refused or shed, by reason.");
     for e in &engines {
         for r in Rejection::ALL {

@@ -319,7 +319,7 @@ impl BackendExecutionContext for Session {
 
 /// Runs blocking work; on a multi-threaded tokio runtime, lets tokio move
 /// other tasks off this worker meanwhile.
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
+pub(super) fn blocking<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
         _ => work(),

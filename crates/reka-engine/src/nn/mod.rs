@@ -3,8 +3,11 @@
 //! session that owns its KV cache. Models are loaded once when the host starts and
 //! found by name (`load-by-name`); guests cannot load models from bytes. Each
 //! model has one engine thread ([`scheduler`]) that batches all its sessions.
+//! A model may also be served under aliases (Spin's `llama2-chat`, say), and
+//! embedding models ([`embedding`]) are graphs beside the language models.
 
 mod context;
+pub mod embedding;
 pub mod engines;
 pub mod scheduler;
 mod tensors;
@@ -37,6 +40,7 @@ pub struct Models {
     graphs: Arc<HashMap<String, Graph>>,
     names: Arc<Vec<String>>,
     listing: Arc<String>,
+    embedding: Arc<Vec<String>>,
 }
 
 impl Models {
@@ -64,10 +68,60 @@ impl Models {
             graphs: Arc::new(graphs),
             names: Arc::new(names),
             listing: Arc::new(listing),
+            embedding: Arc::default(),
         })
     }
 
-    /// Graph names, the default model first.
+    /// Also serves each `(alias, model)`'s model under the alias: the same
+    /// graph, engine and KV budget. An alias may not shadow a name.
+    pub fn with_aliases(mut self, aliases: &[(String, String)]) -> Result<Self, String> {
+        let mut graphs = (*self.graphs).clone();
+        let mut names = (*self.names).clone();
+        let mut listing = (*self.listing).clone();
+        for (alias, target) in aliases {
+            if graphs.contains_key(alias) {
+                return Err(format!("the alias {alias:?} is already a model's name"));
+            }
+            let graph = graphs.get(target).cloned().ok_or_else(|| format!("the alias {alias:?} names {target:?}, which is not a language model here"))?;
+            let mods = listing
+                .split(',')
+                .find_map(|e| e.strip_prefix(target.as_str()).and_then(|r| r.strip_prefix('[')))
+                .map(|m| m.trim_end_matches(']').to_string())
+                .unwrap_or_else(|| "text".into());
+            listing.push_str(&format!(",{alias}[{mods}]"));
+            graphs.insert(alias.clone(), graph);
+            names.push(alias.clone());
+        }
+        self.graphs = Arc::new(graphs);
+        self.names = Arc::new(names);
+        self.listing = Arc::new(listing);
+        Ok(self)
+    }
+
+    /// Adds embedding models (the first is the default), each with its engine
+    /// thread.
+    pub fn with_embedders(mut self, embedders: Vec<(String, Arc<reka_embed::Embedder>)>) -> std::io::Result<Self> {
+        let mut graphs = (*self.graphs).clone();
+        let mut names = (*self.embedding).clone();
+        for (name, e) in embedders {
+            if graphs.contains_key(&name) {
+                return Err(std::io::Error::other(format!("two models are named {name:?}")));
+            }
+            let g: Box<dyn BackendGraph> = Box::new(embedding::EmbedGraph::start(&name, e)?);
+            graphs.insert(name.clone(), Graph::from(g));
+            names.push(name);
+        }
+        self.graphs = Arc::new(graphs);
+        self.embedding = Arc::new(names);
+        Ok(self)
+    }
+
+    /// The embedding models' graph names, the default first.
+    pub fn embedding_names(&self) -> &[String] {
+        &self.embedding
+    }
+
+    /// The language models' graph names (aliases last), the default first.
     pub fn names(&self) -> &[String] {
         &self.names
     }

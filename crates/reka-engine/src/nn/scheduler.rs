@@ -492,6 +492,8 @@ impl<E: Engine> Worker<E> {
                     EngineStep { ids: &j.ids[range], cache, embeds, all_rows: j.prompt_top.is_some() }
                 })
                 .collect();
+            self.metrics.steps.fetch_add(1, Ordering::Relaxed);
+            self.metrics.step_sessions.fetch_add(steps.len() as u64, Ordering::Relaxed);
             self.engine.forward_batch(steps)
         };
         let mut finished = Vec::new();

@@ -8,7 +8,10 @@
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use wac_graph::{types::Package, CompositionGraph, EncodeOptions};
+
+#[path = "src/compose.rs"]
+#[allow(dead_code)] // `imports` is the server's
+mod compose;
 
 const TARGET: &str = "wasm32-wasip2";
 
@@ -22,6 +25,7 @@ fn main() -> Result<()> {
         "components/gateway",
         "components/preprocess",
         "components/generate",
+        "components/spin-llm",
         "components/guest",
         "components/p3-hello",
         "components/misbehave",
@@ -35,9 +39,17 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let built = build_components(&root)?;
-    // The first three make the app; p3-hello (the p3 path) and misbehave (the
+    let read = |name: &str| -> Result<(&str, Vec<u8>)> {
+        let (n, path) = built.iter().find(|(n, _)| *n == name).context("built components")?;
+        Ok((*n, std::fs::read(path).with_context(|| format!("reading {}", path.display()))?))
+    };
+    // The app: the gateway over preprocess, generate and the Spin LLM
+    // provider (its `/infer`). p3-hello (the p3 path) and misbehave (the
     // per-request limits) are test guests.
-    let app = compose(&built[..3])?;
+    let app = compose::chain(&[read("preprocess")?, read("generate")?, read("spin_llm")?, read("gateway")?])?;
+    // The Spin LLM provider alone (exports `fermyon:spin/llm@2.0.0`): the host
+    // plugs it into Spin apps that import that interface.
+    let llm = compose::chain(&[read("preprocess")?, read("generate")?, read("spin_llm")?])?;
     let out_dir = root.join("target").join("wasm");
     std::fs::create_dir_all(&out_dir)?;
     for (name, path) in &built {
@@ -45,6 +57,9 @@ fn main() -> Result<()> {
     }
     let app_path = out_dir.join("reka-app.wasm");
     std::fs::write(&app_path, app)?;
+    let llm_path = out_dir.join("reka-llm.wasm");
+    std::fs::write(&llm_path, llm)?;
+    println!("cargo:rustc-env=REKA_LLM_WASM={}", llm_path.display());
     println!("cargo:rustc-env=REKA_APP_WASM={}", app_path.display());
     Ok(())
 }
@@ -81,22 +96,8 @@ fn build_components(root: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
         );
     }
     let dir = target_dir.join(TARGET).join("release");
-    Ok(["gateway", "preprocess", "generate", "p3_hello", "misbehave"]
+    Ok(["gateway", "preprocess", "generate", "spin_llm", "p3_hello", "misbehave"]
         .into_iter()
         .map(|n| (n, dir.join(format!("reka_{n}.wasm"))))
         .collect())
-}
-
-/// Plugs preprocess and generate into the gateway's imports.
-fn compose(built: &[(&'static str, PathBuf)]) -> Result<Vec<u8>> {
-    let mut graph = CompositionGraph::new();
-    let mut ids = Vec::new();
-    for (name, path) in built {
-        let pkg = Package::from_file(&format!("reka:{name}"), None, path, graph.types_mut())
-            .with_context(|| format!("reading component {}", path.display()))?;
-        ids.push(graph.register_package(pkg)?);
-    }
-    let (socket, plugs) = ids.split_first().context("no components")?;
-    wac_graph::plug(&mut graph, plugs.to_vec(), *socket)?;
-    Ok(graph.encode(EncodeOptions::default())?)
 }

@@ -5,7 +5,7 @@
 //! crate; they are re-exported here under their old paths
 //! (`reka_host::model`, `reka_host::nn`, ...).
 
-pub use reka_engine::{device, fetch, metrics, model, native, nn, presets};
+pub use reka_engine::{device, embed, fetch, metrics, model, native, nn, presets};
 
 /// The CUDA decoder ([`reka_engine::gpu`]) and the host's `gpu-bench` command,
 /// which measures it (it writes its random checkpoints with
@@ -21,6 +21,7 @@ pub mod bench_media;
 pub mod bench_tower;
 pub mod access;
 pub mod checkpoint_writer;
+pub mod compose;
 pub mod connections;
 pub mod errors;
 pub mod guarded_body;

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use reka_host::runtime_config::{self, ModelSpec};
+use reka_host::runtime_config::{self, EmbedSpec, ModelSpec, RuntimeConfig};
 use reka_host::{checkpoint_writer, fetch, manifest, model, native, nn, presets, server};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -209,6 +209,7 @@ fn main() -> Result<()> {
                 let path = m.ensure(&fetch::cache_dir())?;
                 println!("{}", path.display());
             }
+            println!("{}", reka_host::embed::fetch::ensure(&fetch::cache_dir())?.display());
             println!("{}", fetch::ensure_multimodal(&fetch::cache_dir())?.display());
             Ok(())
         }
@@ -286,16 +287,20 @@ fn main() -> Result<()> {
             engine,
             http,
         } => {
-            let specs = match (runtime_config, model) {
+            let config = match (runtime_config, model) {
                 (Some(rc), _) => runtime_config::load(&rc)?,
-                (None, Some(m)) => vec![ModelSpec { mmproj, ..model_spec(Some(m), model_name)? }],
+                (None, Some(m)) => RuntimeConfig { models: vec![ModelSpec { mmproj, ..model_spec(Some(m), model_name)? }], aliases: Vec::new(), embedding: None },
                 // The defaults: the text model and the multimodal one.
-                (None, None) => vec![
-                    model_spec(None, model_name)?,
-                    ModelSpec { name: fetch::MULTIMODAL_NAME.into(), path: fetch::ensure_multimodal(&fetch::cache_dir())?, mmproj: None },
-                ],
+                (None, None) => RuntimeConfig {
+                    models: vec![
+                        model_spec(None, model_name)?,
+                        ModelSpec { name: fetch::MULTIMODAL_NAME.into(), path: fetch::ensure_multimodal(&fetch::cache_dir())?, mmproj: None },
+                    ],
+                    aliases: Vec::new(),
+                    embedding: None,
+                },
             };
-            serve(&listen, &manifest, &specs, &engine, &http)
+            serve(&listen, &manifest, &config, &engine, &http)
         }
         #[cfg(feature = "cuda")]
         Cmd::GpuBench {
@@ -391,10 +396,36 @@ fn load(spec: &ModelSpec, dtype: model::WeightDtype) -> Result<model::LoadedMode
     Ok(m)
 }
 
+/// The embedding models to serve: those listed, else the default one (when
+/// it is cached or can be fetched; without it the server still serves).
+fn embedders(listed: Option<&[EmbedSpec]>) -> Result<Vec<(String, Arc<reka_host::embed::Embedder>)>> {
+    let specs = match listed {
+        Some(l) => l.to_vec(),
+        None => match reka_host::embed::fetch::ensure(&fetch::cache_dir()) {
+            Ok(path) => vec![EmbedSpec { name: DEFAULT_EMBEDDING_MODEL.into(), path }],
+            Err(e) => {
+                tracing::warn!("no embedding model: fetching {DEFAULT_EMBEDDING_MODEL} failed: {e:#}");
+                Vec::new()
+            }
+        },
+    };
+    specs
+        .into_iter()
+        .map(|s| {
+            let e = reka_host::embed::Embedder::load(&s.path).with_context(|| format!("loading embedding model {} from {}", s.name, s.path.display()))?;
+            tracing::info!(model = %s.name, dim = e.dim(), max_tokens = e.max_tokens(), "embedding model loaded");
+            Ok((s.name, Arc::new(e)))
+        })
+        .collect()
+}
+
+/// Spin's name for its embedding model, which the default one is.
+const DEFAULT_EMBEDDING_MODEL: &str = "all-minilm-l6-v2";
+
 fn serve(
     listen: &str,
     manifest_path: &std::path::Path,
-    specs: &[ModelSpec],
+    config: &RuntimeConfig,
     engine: &EngineArgs,
     http: &reka_host::http_args::HttpArgs,
 ) -> Result<()> {
@@ -402,13 +433,18 @@ fn serve(
     let app = manifest::App::load(manifest_path)?;
     let placer = reka_host::device::Placer::new(engine.device)?;
     let mut loaded = Vec::new();
-    for spec in specs {
+    for spec in &config.models {
         let mut m = load(spec, engine.dtype)?;
         placer.place(&mut m)?;
         loaded.push((spec.name.clone(), Arc::new(m)));
     }
     tracing::info!(device = if placer.on_gpu() { "cuda" } else { "cpu" }, "engines placed");
-    let models = nn::Models::with_limits(loaded, engine.limits()).context("starting the engine threads")?;
+    let models = nn::Models::with_limits(loaded, engine.limits())
+        .context("starting the engine threads")?
+        .with_aliases(&config.aliases)
+        .map_err(anyhow::Error::msg)?
+        .with_embedders(embedders(config.embedding.as_deref())?)
+        .context("starting the embedding engines")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,6 +1,6 @@
 //! Reads a Spin application manifest (`spin.toml`, manifest version 2): HTTP
 //! triggers with routes, and components with `source`, `files`,
-//! `allowed_outbound_hosts`, `environment` and `variables`.
+//! `allowed_outbound_hosts`, `ai_models`, `environment` and `variables`.
 
 use crate::limits::{GuestLimits, TOOL};
 use anyhow::{bail, Context, Result};
@@ -51,6 +51,9 @@ struct RawComponent {
     files: Vec<RawFile>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<String>,
+    /// The models `fermyon:spin/llm` may use, as Spin reads it.
+    #[serde(default)]
+    ai_models: Vec<String>,
     #[serde(default)]
     environment: BTreeMap<String, String>,
     #[serde(default)]
@@ -82,6 +85,8 @@ pub struct Component {
     pub source: PathBuf,
     pub mounts: Vec<Mount>,
     pub allowed_outbound_hosts: Vec<String>,
+    /// The models the component may use through `fermyon:spin/llm`.
+    pub ai_models: Vec<String>,
     /// Environment of the guest: `environment` plus resolved `variables`.
     pub env: Vec<(String, String)>,
     /// Memory and time limits of each request's instance.
@@ -163,6 +168,7 @@ impl App {
                     source: base.join(c.source),
                     mounts,
                     allowed_outbound_hosts: c.allowed_outbound_hosts,
+                    ai_models: c.ai_models,
                     env: env_vars,
                     limits,
                 },
@@ -248,6 +254,7 @@ component = "probe"
 source = "api.wasm"
 files = ["static", { source = "data", destination = "/models" }]
 allowed_outbound_hosts = ["https://example.com"]
+ai_models = ["llama2-chat", "all-minilm-l6-v2"]
 [component.api.variables]
 message = "{{ greeting }}, world"
 [component.probe]
@@ -270,6 +277,8 @@ anything = "goes"
         assert_eq!(app.route("/health").map(|c| c.id.as_str()), Some("probe"));
         assert_eq!(app.route("/health").map(|c| c.limits.max_memory_bytes), Some(32 << 20));
         assert_eq!(api.limits, GuestLimits::default());
+        assert_eq!(api.ai_models, ["llama2-chat", "all-minilm-l6-v2"]);
+        assert!(app.route("/health").is_some_and(|c| c.ai_models.is_empty()));
         assert!(app.route("/v2/x").is_none());
         assert!(app.route("/v1x").is_none());
         Ok(())

@@ -6,10 +6,16 @@
 //! default_model = "smollm2-135m"      # optional; else the first listed
 //! [models.smollm2-135m]
 //! path = "~/.cache/reka/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+//! aliases = ["llama2-chat"]          # also served as (Spin apps' model names)
 //! [models.reka-edge]                 # llama.cpp's GGUF pair of Reka Edge
 //! path = "reka-edge.gguf"
 //! mmproj = "mmproj-reka-edge.gguf"
+//! [embedding_models.all-minilm-l6-v2] # a sentence-transformers directory
+//! path = "~/.cache/reka/models/all-minilm-l6-v2"
 //! ```
+//!
+//! Without an `[embedding_models]` table the default embedding model
+//! (all-MiniLM-L6-v2) is served; an empty table serves none.
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -21,6 +27,7 @@ struct Raw {
     default_model: Option<String>,
     #[serde(default)]
     models: BTreeMap<String, RawModel>,
+    embedding_models: Option<BTreeMap<String, RawEmbedding>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -28,6 +35,32 @@ struct Raw {
 struct RawModel {
     path: String,
     mmproj: Option<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmbedding {
+    path: String,
+}
+
+/// An embedding model to load: its graph name and its directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedSpec {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// Everything a runtime config says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    /// Language models, the default first.
+    pub models: Vec<ModelSpec>,
+    /// `(alias, model)` pairs: other names a model answers to.
+    pub aliases: Vec<(String, String)>,
+    /// Embedding models; `None`: the default one.
+    pub embedding: Option<Vec<EmbedSpec>>,
 }
 
 /// A model to load: its graph name and where its files are.
@@ -41,27 +74,27 @@ pub struct ModelSpec {
 
 /// Reads the runtime config; relative paths resolve against its directory, `~`
 /// against the home directory. The default model comes first.
-pub fn load(path: &Path) -> Result<Vec<ModelSpec>> {
+pub fn load(path: &Path) -> Result<RuntimeConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading runtime config {}", path.display()))?;
     parse(&text, path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Parses runtime config text.
-pub fn parse(text: &str, base: &Path) -> Result<Vec<ModelSpec>> {
+pub fn parse(text: &str, base: &Path) -> Result<RuntimeConfig> {
     let raw: Raw = toml::from_str(text).context("parsing runtime config")?;
     if raw.models.is_empty() {
         bail!("the runtime config names no [models.<name>]");
     }
-    let mut specs: Vec<ModelSpec> = raw
-        .models
-        .into_iter()
-        .map(|(name, m)| ModelSpec {
-            name,
-            path: resolve(&m.path, base),
-            mmproj: m.mmproj.as_deref().map(|p| resolve(p, base)),
-        })
-        .collect();
+    let mut aliases = Vec::new();
+    let mut specs: Vec<ModelSpec> = Vec::new();
+    for (name, m) in raw.models {
+        aliases.extend(m.aliases.into_iter().map(|a| (a, name.clone())));
+        specs.push(ModelSpec { path: resolve(&m.path, base), mmproj: m.mmproj.as_deref().map(|p| resolve(p, base)), name });
+    }
+    let embedding = raw
+        .embedding_models
+        .map(|e| e.into_iter().map(|(name, m)| EmbedSpec { name, path: resolve(&m.path, base) }).collect());
     if let Some(d) = raw.default_model {
         let i = specs
             .iter()
@@ -69,7 +102,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Vec<ModelSpec>> {
             .with_context(|| format!("default_model {d:?} is not among the models"))?;
         specs.swap(0, i);
     }
-    Ok(specs)
+    Ok(RuntimeConfig { models: specs, aliases, embedding })
 }
 
 fn resolve(p: &str, base: &Path) -> PathBuf {
@@ -90,10 +123,26 @@ mod tests {
         let specs = parse(
             "default_model = \"b\"\n[models.a]\npath = \"a.gguf\"\n[models.b]\npath = \"/m/b\"\n",
             Path::new("/etc/reka"),
-        )?;
+        )?
+        .models;
         assert_eq!(specs[0].name, "b");
         assert_eq!(specs[0].path, Path::new("/m/b"));
         assert_eq!(specs[1].path, Path::new("/etc/reka/a.gguf"));
+        Ok(())
+    }
+
+    #[test]
+    fn aliases_and_embedding_models() -> Result<()> {
+        let c = parse(
+            "[models.a]\npath = \"a\"\naliases = [\"llama2-chat\", \"x\"]\n[embedding_models.e]\npath = \"e\"\n",
+            Path::new("/r"),
+        )?;
+        assert_eq!(c.aliases, [("llama2-chat".to_string(), "a".to_string()), ("x".to_string(), "a".to_string())]);
+        assert_eq!(c.embedding, Some(vec![EmbedSpec { name: "e".into(), path: "/r/e".into() }]));
+        // Absent: the default embedding model; empty: none.
+        assert_eq!(parse("[models.a]\npath = \"a\"\n", Path::new("/"))?.embedding, None);
+        assert_eq!(parse("[models.a]\npath = \"a\"\n[embedding_models]\n", Path::new("/"))?.embedding, Some(vec![]));
+        assert!(parse("[models.a]\npath = \"a\"\n[embedding_models.e]\npath = \"e\"\nsize = 1\n", Path::new("/")).is_err());
         Ok(())
     }
 

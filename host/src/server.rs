@@ -98,6 +98,34 @@ pub struct Server {
     next_id: AtomicU64,
 }
 
+/// The interface Spin apps reach models through.
+pub const SPIN_LLM: &str = "fermyon:spin/llm@2.0.0";
+
+/// Where the Spin LLM provider is (`target/wasm/reka-llm.wasm`, composed by
+/// the build): `REKA_LLM_WASM` at run time, else where this build put it.
+pub fn spin_llm_provider() -> Result<Vec<u8>> {
+    let path = std::env::var_os("REKA_LLM_WASM")
+        .map(std::path::PathBuf::from)
+        .or_else(|| option_env!("REKA_LLM_WASM").map(Into::into))
+        .context("no Spin LLM provider: set REKA_LLM_WASM to reka-llm.wasm")?;
+    std::fs::read(&path).with_context(|| format!("reading the Spin LLM provider {}", path.display()))
+}
+
+/// A component that imports [`SPIN_LLM`] with the Spin LLM provider plugged
+/// into that import (so its `llm::infer` runs on this host's models); any
+/// other component as it is.
+fn with_spin_llm(id: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    // A core module or an unreadable component is left to the compiler's error.
+    if !crate::compose::imports(&bytes, SPIN_LLM).unwrap_or(false) {
+        return Ok(bytes);
+    }
+    let provider = spin_llm_provider()?;
+    let composed = crate::compose::chain(&[("reka-llm", provider), (id, bytes)])
+        .with_context(|| format!("plugging the Spin LLM provider into component {id}"))?;
+    tracing::info!(component = %id, "component imports {SPIN_LLM}: the Spin LLM provider is plugged in");
+    Ok(composed)
+}
+
 /// The wasmtime engine configuration used for serving.
 pub fn engine() -> Result<Engine> {
     let mut cfg = wasmtime::Config::new();
@@ -128,7 +156,10 @@ impl Server {
         let mut components = HashMap::new();
         for (id, spec) in &app.components {
             let started = Instant::now();
-            let component = Component::from_file(engine, &spec.source)
+            let bytes = std::fs::read(&spec.source)
+                .with_context(|| format!("reading component {id} from {}", spec.source.display()))?;
+            let bytes = with_spin_llm(id, bytes)?;
+            let component = Component::new(engine, &bytes)
                 .map_err(wt)
                 .with_context(|| format!("compiling component {id} from {}", spec.source.display()))?;
             let instance_pre = linker.instantiate_pre(&component).map_err(wt)?;

@@ -6,6 +6,7 @@ use crate::manifest::Component as AppComponent;
 use crate::nn::Models;
 use crate::outbound::OutboundPolicy;
 use anyhow::Result;
+use reka_protocol::spin::AI_MODELS_ENV;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -23,6 +24,8 @@ pub struct RequestState {
 
 /// Environment variable that lists the served model names (default first).
 pub const MODELS_ENV: &str = "REKA_MODELS";
+/// Environment variable that lists the served embedding models (default first).
+pub const EMBEDDING_MODELS_ENV: &str = "REKA_EMBEDDING_MODELS";
 /// Environment variable that lists the served models with their input
 /// modalities (default first; see [`Models::listing`]).
 pub const MODEL_INPUTS_ENV: &str = "REKA_MODEL_INPUTS";
@@ -35,7 +38,11 @@ impl RequestState {
         wasi.inherit_stderr();
         wasi.env(MODELS_ENV, models.names().join(","));
         wasi.env(MODEL_INPUTS_ENV, models.listing());
-        for (k, v) in &component.env {
+        wasi.env(EMBEDDING_MODELS_ENV, models.embedding_names().join(","));
+        // The Spin LLM provider reads the component's `ai_models` here; the
+        // manifest's own `environment` cannot change it.
+        wasi.env(AI_MODELS_ENV, component.ai_models.join(","));
+        for (k, v) in component.env.iter().filter(|(k, _)| k != AI_MODELS_ENV) {
             wasi.env(k, v);
         }
         for m in &component.mounts {

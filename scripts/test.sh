@@ -12,6 +12,9 @@ cargo test --release --workspace
 # examples/embed: stock wasmtime + reka-engine's wasi:nn backend, one in-process
 # request to the composed app; the body must be a completion.
 cargo run --release -p reka-embed-example -- "$(target/release/reka-host fetch | grep '\.gguf$')" target/wasm/reka-app.wasm "The capital of France is" | grep '"choices"'
+# Deployment files offline: manifests against the Kubernetes and SpinApp
+# schemas, and the image's layer runs on its own (docs/DEPLOY.md).
+scripts/deploy-check.sh
 # Reka Edge over HTTP with the official openai Python client (pip, pinned).
 scripts/openai-client-check.sh
 # lm-evaluation-harness (PyPI, pinned) against the server on 50 questions each of

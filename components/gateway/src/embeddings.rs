@@ -49,7 +49,7 @@ fn model_of(o: &Map<String, Value>) -> Result<String, ApiError> {
 
 /// `input`: a string or a list of strings (token-id inputs are refused: the
 /// embedding model tokenises its own text).
-fn inputs(o: &Map<String, Value>, key: &str) -> Result<Vec<String>, ApiError> {
+pub(crate) fn inputs(o: &Map<String, Value>, key: &str) -> Result<Vec<String>, ApiError> {
     let texts = match o.get(key) {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
@@ -70,12 +70,12 @@ fn inputs(o: &Map<String, Value>, key: &str) -> Result<Vec<String>, ApiError> {
 
 /// How the vectors are written: JSON numbers, or base64 of little-endian f32s.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Encoding {
+pub(crate) enum Encoding {
     Float,
     Base64,
 }
 
-fn encoding(o: &Map<String, Value>) -> Result<Encoding, ApiError> {
+pub(crate) fn encoding(o: &Map<String, Value>) -> Result<Encoding, ApiError> {
     match o.get("encoding_format") {
         None | Some(Value::Null) => Ok(Encoding::Float),
         Some(Value::String(s)) if s == "float" => Ok(Encoding::Float),

@@ -3,7 +3,7 @@
 //! mutations of them for a few seconds, through the parsers the handlers use
 //! (body → object → messages with their parts, options, chat options, prompts,
 //! the sampling extras,
-//! `parse_special`). Each must answer `Ok` or an `ApiError` with a 4xx status,
+//! `parse_special`, the embeddings' input and encoding, Spin's `/infer` options). Each must answer `Ok` or an `ApiError` with a 4xx status,
 //! never panic. The mutator is the main workspace's `reka-fuzz-mutate`, included
 //! by path (no dependency of the components on the main workspace).
 
@@ -25,6 +25,9 @@ fn request_json(body: &[u8]) {
     let _ = crate::sampling::extras(&o, true).map_err(four);
     let _ = crate::sampling::extras(&o, false).map_err(four);
     let _ = api::parse_special(&o).map_err(four);
+    let _ = crate::embeddings::inputs(&o, "input").map_err(four);
+    let _ = crate::embeddings::encoding(&o).map_err(four);
+    let _ = crate::spin_remote::params(&o).map_err(four);
 }
 
 #[test]

@@ -28,7 +28,7 @@ fn count(o: &Map<String, Value>, key: &str, default: u32) -> Result<u32, ApiErro
 }
 
 /// `options`, each field Spin's default when absent.
-fn params(o: &Map<String, Value>) -> Result<SpinParams, ApiError> {
+pub(crate) fn params(o: &Map<String, Value>) -> Result<SpinParams, ApiError> {
     let empty = Map::new();
     let p = match o.get("options") {
         None | Some(Value::Null) => &empty,

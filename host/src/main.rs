@@ -413,7 +413,7 @@ fn embedders(listed: Option<&[EmbedSpec]>) -> Result<Vec<(String, Arc<reka_host:
         .into_iter()
         .map(|s| {
             let e = reka_host::embed::Embedder::load(&s.path).with_context(|| format!("loading embedding model {} from {}", s.name, s.path.display()))?;
-            tracing::info!(model = %s.name, dim = e.dim(), max_tokens = e.max_tokens(), "embedding model loaded");
+            tracing::info!(model = %s.name, dim = e.dim(), max_tokens = e.max_tokens(), "embedding engine ready");
             Ok((s.name, Arc::new(e)))
         })
         .collect()

@@ -3,10 +3,12 @@
 
 No base image, no daemon, no root, Python's standard library only: the layer
 holds the `reka-host` binary, the shared libraries `ldd` says it needs (the
-dynamic loader included, at the path the binary names), the app (`spin.toml`
-and every component `source` it names), a runtime config, a passwd entry for
-the non-root user, and an empty `/tmp`; `--with-models` adds a second layer
-with the model files that runtime config names under `/models`.
+dynamic loader included, at the path the binary names), the Spin LLM
+provider (`reka-llm.wasm`, found by the host through `REKA_LLM_WASM`, which the
+config's Env sets), the app (`spin.toml` and every component `source` it
+names), a runtime config, a passwd entry for the non-root user, and an empty
+`/tmp`; `--with-models` adds a second layer with the model files that runtime
+config names under `/models` (language models and embedding models).
 
 Reproducible: entries sorted, owner 0:0, fixed modes, every mtime and the
 config's `created` set to SOURCE_DATE_EPOCH (default 0), gzip without name or
@@ -39,6 +41,10 @@ MT_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 REF = "org.opencontainers.image.ref.name"
 
 BIN = "/usr/local/bin/reka-host"
+# The Spin LLM provider: plugged by reka-host into any component importing
+# fermyon:spin/llm@2.0.0. The host reads REKA_LLM_WASM at run time (else the
+# build machine's target/wasm path, which is not in the image).
+LLM_WASM = "/usr/local/lib/reka/reka-llm.wasm"
 APP = "/app"
 RUNTIME_CONFIG = "/etc/reka/runtime-config.toml"
 MODELS = "/models"
@@ -193,8 +199,12 @@ def canonical(obj):
 
 
 def base_layer(args, libs, interp):
-    layer = Layer("reka-host, its shared libraries and loader, the app, the runtime config")
+    layer = Layer("reka-host, its shared libraries and loader, the Spin LLM provider, the app, the runtime config")
     layer.add_file(BIN, args.binary, 0o755)
+    with open(args.llm_wasm, "rb") as f:
+        if f.read(8) != b"\0asm\x0d\x00\x01\x00":  # a component (layer 1), not a core module
+            die(f"{args.llm_wasm} is not a wasm component")
+    layer.add_file(LLM_WASM, args.llm_wasm)
     if interp:
         layer.add_file(interp, interp, 0o755)
     for lib in libs:
@@ -225,7 +235,8 @@ def base_layer(args, libs, interp):
 def model_files(runtime_config, models_dir):
     """(image path, host path) of every file the runtime config's models need
     under /models: the model itself, an mmproj, the files a multimodal .json
-    config names, or a checkpoint directory's whole tree."""
+    config names, or a checkpoint directory's whole tree; and each embedding
+    model's directory (sentence-transformers: its whole tree)."""
     cfg = tomllib.loads(Path(runtime_config).read_text())
     files = {}
 
@@ -255,6 +266,10 @@ def model_files(runtime_config, models_dir):
         want(m["path"])
         if m.get("mmproj"):
             want(m["mmproj"])
+    for name, m in sorted(cfg.get("embedding_models", {}).items()):
+        want(m["path"])
+        if not any(k.startswith(m["path"].rstrip("/") + "/") for k in files):
+            die(f"embedding model {name}: {m['path']} must be a directory (sentence-transformers), with files in it")
     return files
 
 
@@ -306,6 +321,7 @@ def write_layout(args):
                 f"REKA_LISTEN=0.0.0.0:{PORT}",
                 "HOME=/tmp",
                 f"REKA_CACHE_DIR={MODELS}",
+                f"REKA_LLM_WASM={LLM_WASM}",
             ],
             "WorkingDir": APP,
             "StopSignal": "SIGTERM",
@@ -415,6 +431,7 @@ def verify(layout, tag, root):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary")
+    ap.add_argument("--llm-wasm", help="the Spin LLM provider, target/wasm/reka-llm.wasm")
     ap.add_argument("--manifest", help="spin.toml")
     ap.add_argument("--runtime-config")
     ap.add_argument("--models-dir", default=None)
@@ -429,8 +446,8 @@ def main():
         config, digest = verify(args.out, args.tag, args.verify)
         print(json.dumps({"manifest_digest": digest, "config": config["config"]}, indent=1))
         return
-    if not (args.binary and args.manifest and args.runtime_config):
-        die("building needs --binary, --manifest and --runtime-config")
+    if not (args.binary and args.llm_wasm and args.manifest and args.runtime_config):
+        die("building needs --binary, --llm-wasm, --manifest and --runtime-config")
     if args.with_models and not args.models_dir:
         die("--with-models needs --models-dir")
     s = write_layout(args)

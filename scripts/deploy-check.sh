@@ -9,7 +9,8 @@
 #  2. if the release binary and app exist: the image (scripts/deploy-image.sh)
 #     builds reproducibly (two builds, one digest), its digests check out, and
 #     the binary runs from the unpacked layer with only the layer's libraries
-#     and loader (and, as root, chrooted into it as the image's user).
+#     and loader (and, as root, chrooted into it as the image's user), and the
+#     Spin LLM provider is where the image's REKA_LLM_WASM says.
 # The tools live in a venv under ~/.cache/reka (created on first use from
 # PyPI, pinned). Quick: a few seconds once the venv exists. Exits non-zero on
 # any failure.
@@ -32,8 +33,8 @@ fi
 
 echo "image (scripts/deploy-image.sh):"
 binary=target/release/reka-host
-if [ ! -x "$binary" ] || [ ! -f target/wasm/reka-app.wasm ]; then
-  echo "  skip no $binary or target/wasm/reka-app.wasm: image not built (cargo build --release -p reka-host)"
+if [ ! -x "$binary" ] || [ ! -f target/wasm/reka-app.wasm ] || [ ! -f target/wasm/reka-llm.wasm ]; then
+  echo "  skip no $binary or target/wasm/{reka-app,reka-llm}.wasm: image not built (cargo build --release -p reka-host)"
   exit 0
 fi
 tmp=$(mktemp -d)
@@ -45,8 +46,9 @@ mkdir -p "$tmp/app/target/wasm"
 cp "$binary" "$tmp/reka-host"
 cp spin.toml "$tmp/app/spin.toml"
 cp target/wasm/reka-app.wasm "$tmp/app/target/wasm/"
+cp target/wasm/reka-llm.wasm "$tmp/reka-llm.wasm"
 for n in a b; do
-  scripts/deploy-image.sh --binary "$tmp/reka-host" --manifest "$tmp/app/spin.toml" \
+  scripts/deploy-image.sh --binary "$tmp/reka-host" --llm-wasm "$tmp/reka-llm.wasm" --manifest "$tmp/app/spin.toml" \
     --out "$tmp/oci-$n" --tag check > "$tmp/$n.json" 2> "$tmp/$n.err" || { cat "$tmp/$n.err"; fail "deploy-image.sh"; }
 done
 summary=$tmp/oci-a/check.summary.json
@@ -61,9 +63,16 @@ print(f"  ok   builds reproducibly: {s['manifest_digest']}; {mb(s['compressed_by
 print(f"  ok   layer holds the loader {s['loader']} and what ldd lists: {' '.join(s['libraries'])}")
 PY
 root=$tmp/root
-"$venv/bin/python" deploy/image/build_oci.py --out "$tmp/oci-a" --tag check --verify "$root" > /dev/null \
+"$venv/bin/python" deploy/image/build_oci.py --out "$tmp/oci-a" --tag check --verify "$root" > "$tmp/config.json" \
   || fail "layout digests (manifest, config, layers, diff_ids)"
 echo "  ok   layout digests and sizes match (blobs, config diff_ids); layer unpacked"
+llm=$("$venv/bin/python" -c '
+import json, sys
+env = dict(e.split("=", 1) for e in json.load(open(sys.argv[1]))["config"]["Env"])
+print(env.get("REKA_LLM_WASM", ""))' "$tmp/config.json")
+[ -n "$llm" ] || fail "the image config's Env has no REKA_LLM_WASM (Spin apps importing fermyon:spin/llm would not load)"
+cmp -s "$root$llm" "$tmp/reka-llm.wasm" || fail "REKA_LLM_WASM=$llm is not target/wasm/reka-llm.wasm in the layer"
+echo "  ok   Env REKA_LLM_WASM=$llm: the Spin LLM provider, target/wasm/reka-llm.wasm, is there"
 loader=$(sed -n 's/.*"loader": "\(.*\)".*/\1/p' "$summary")
 libpath=$("$venv/bin/python" -c '
 import json, os, sys

@@ -17,9 +17,12 @@ inside its venv: kubernetes-validate, jsonschema, pyyaml, all pinned).
 4. Cross-checks what schemas cannot see: selectors match pod labels, named
    ports and volumes exist, referenced ConfigMaps/PVCs/Secrets and keys agree,
    probes hit /health (exempt from the API key), pods meet the "restricted"
-   Pod Security Standard's container settings, the runtime configs parse and
-   name only files the models image holds, the SpinApp's url is the Service,
-   the models-fetch Job's pins are the ones the Rust fetchers use.
+   Pod Security Standard's container settings, the runtime configs parse,
+   agree, and name only files the models image holds (embedding models
+   included), aliases collide with no model, every model the example SpinApp's
+   ai_models name is served, the SpinApp's url is the Service, the
+   models-fetch Job's pins are the ones the Rust fetchers use and it puts the
+   embedding model where the runtime configs look for it.
 
 Prints one line per check; exits 1 on any failure.
 """
@@ -170,11 +173,39 @@ def strict_schema(s):
 # ---------------------------------------------------------------- cross checks
 
 
+def served(rc):
+    """(paths under /models, {name: kind}) of a parsed runtime config."""
+    paths = {m["path"] for m in rc.get("models", {}).values()}
+    paths |= {m["mmproj"] for m in rc.get("models", {}).values() if m.get("mmproj")}
+    paths |= {m["path"] for m in rc.get("embedding_models", {}).values()}
+    names = {n: "model" for n in rc.get("models", {})}
+    for n, m in rc.get("models", {}).items():
+        names.update({a: f"alias of {n}" for a in m.get("aliases", [])})
+    names.update({n: "embedding model" for n in rc.get("embedding_models", {})})
+    return paths, names
+
+
+def differences(a, b):
+    """What two served() results disagree on, in words."""
+    (pa, na), (pb, nb) = a, b
+    items = lambda d: {f"{k} ({v})" for k, v in d.items()}
+    return "; ".join(f"only in {w}: {sorted(x)}" for w, x in (
+        ("this one", (pa - pb) | (items(na) - items(nb))), ("the image's", (pb - pa) | (items(nb) - items(na)))) if x)
+
+
+def check_names(label, rc):
+    """Aliases and embedding models must not shadow each other or a model."""
+    all_names = list(rc.get("models", {})) + [a for m in rc.get("models", {}).values() for a in m.get("aliases", [])]
+    all_names += list(rc.get("embedding_models", {}))
+    dup = sorted({n for n in all_names if all_names.count(n) > 1})
+    check(f"{label}: model names, aliases and embedding model names are distinct", not dup, f"repeated: {dup}")
+
+
 def pod_spec(o):
     return o["spec"]["template"]["spec"] if o["kind"] in ("Deployment", "Job") else None
 
 
-def cross_checks(label, objs, image_models):
+def cross_checks(label, objs, image_models, image_rc):
     by = {(o["kind"], o["metadata"]["name"]): o for o in objs}
     for o in objs:
         ps = pod_spec(o)
@@ -234,11 +265,14 @@ def cross_checks(label, objs, image_models):
     if check(f"{label} ConfigMap/reka-runtime-config is present", cm is not None):
         try:
             rc = tomllib.loads(cm["data"]["runtime-config.toml"])
-            paths = sorted(m["path"] for m in rc["models"].values())
-            check(f"{label} runtime-config.toml parses; models {sorted(rc['models'])}", True)
-            check(f"{label} runtime-config.toml: every model path is one the -models image holds", set(paths) <= image_models,
-                  f"{sorted(set(paths) - image_models)} not in deploy/image/runtime-config.toml")
-            check(f"{label} runtime-config.toml: default_model is listed", rc.get("default_model", paths and next(iter(rc["models"]))) in rc["models"])
+            paths, names = served(rc)
+            check(f"{label} runtime-config.toml parses; serves {', '.join(f'{n} ({k})' for n, k in sorted(names.items()))}", True)
+            check(f"{label} runtime-config.toml: every path (models and embedding models) is one the -models image holds", paths <= image_models,
+                  f"{sorted(paths - image_models)} not in deploy/image/runtime-config.toml")
+            check(f"{label} runtime-config.toml: default_model is listed", rc.get("default_model", next(iter(rc["models"]))) in rc["models"])
+            check_names(f"{label} runtime-config.toml", rc)
+            check(f"{label} runtime-config.toml serves what the image's own config serves (same names, same paths)",
+                  served(rc) == served(image_rc), differences(served(rc), served(image_rc)))
         except Exception as e:
             check(f"{label} runtime-config.toml parses", False, repr(e))
 
@@ -247,10 +281,13 @@ def main():
     v = importlib.metadata.version
     print(f"deploy-check: kubernetes-validate {v('kubernetes-validate')}, jsonschema {v('jsonschema')}, pyyaml {v('pyyaml')}")
     image_rc = tomllib.loads((DEPLOY / "image" / "runtime-config.toml").read_text())
-    image_models = {m["path"] for m in image_rc["models"].values()}
+    image_models, image_names = served(image_rc)
     print("image runtime config:")
-    check(f"deploy/image/runtime-config.toml parses; models {sorted(image_rc['models'])}", True)
-    check("deploy/image/runtime-config.toml: every model is under /models", all(p.startswith("/models/") for p in image_models))
+    check(f"deploy/image/runtime-config.toml parses; serves {', '.join(f'{n} ({k})' for n, k in sorted(image_names.items()))}", True)
+    check("deploy/image/runtime-config.toml: every model and embedding model is under /models", all(p.startswith("/models/") for p in image_models))
+    check_names("deploy/image/runtime-config.toml", image_rc)
+    check("deploy/image/runtime-config.toml: an embedding model is listed (Spin's generate_embeddings, /embed)",
+          bool(image_rc.get("embedding_models")))
 
     rendered = {}
     for kdir, versions in KUSTOMIZATIONS.items():
@@ -265,7 +302,7 @@ def main():
         rendered[kdir] = objs
         for o in objs:
             k8s_validate(label, o, versions)
-        cross_checks(label, objs, image_models)
+        cross_checks(label, objs, image_models, image_rc)
 
     print("files no kustomization applies:")
     for f, versions in LOOSE.items():
@@ -286,6 +323,10 @@ def main():
     jsonschema.Draft7Validator.check_schema(schema)
     base = rendered.get(K8S, [])
     svc = next((o for o in base if o["kind"] == "Service"), None)
+    cm = next((o for o in base if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "reka-runtime-config"), None)
+    cm_names = served(tomllib.loads(cm["data"]["runtime-config.toml"]))[1] if cm else {}
+    app_manifest = ROOT / "examples" / "spin-llm" / "spin.toml"
+    ai_models = sorted({m for c in tomllib.loads(app_manifest.read_text()).get("component", {}).values() for m in c.get("ai_models", [])})
     for app in load_yaml(DEPLOY / "spinkube" / "spinapp.yaml"):
         name = f"SpinApp/{app['metadata']['name']}"
         check(f"{name}: apiVersion is {crd['spec']['group']}/{version['name']}", app["apiVersion"] == f"{crd['spec']['group']}/{version['name']}" and app["kind"] == crd["spec"]["names"]["kind"])
@@ -300,6 +341,12 @@ def main():
         check(f"{name}: auth_token is the reka-host API key Secret, in reka-host's namespace",
               ref.get("name") == "reka-api-key" and ref.get("key") == "api-key"
               and app["metadata"].get("namespace") == (svc or {}).get("metadata", {}).get("namespace"))
+        # Spin checks ai_models itself, then sends the name as it is to /infer
+        # or /embed: reka-host must serve each under exactly that name.
+        unserved = [m for m in ai_models if m not in cm_names]
+        check(f"{name}: the app's ai_models {ai_models} ({app_manifest.relative_to(ROOT)}) are served by the ConfigMap's runtime config"
+              f" ({', '.join(f'{m}: {cm_names[m]}' for m in ai_models if m in cm_names)})", bool(ai_models) and not unserved,
+              f"not served: {unserved}")
         if svc:
             want = f"http://{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.cluster.local"
             port = svc["spec"]["ports"][0]["port"]
@@ -327,6 +374,9 @@ def main():
         check(f"fetch-models.py: the {len(epins)} embedder pins are crates/reka-embed's", not missing, f"not in crates: {missing}")
     else:
         print(f"  skip the {len(epins)} embedder pins: no crates/reka-embed in this tree")
+    edirs = sorted(m["path"] for m in image_rc.get("embedding_models", {}).values())
+    check(f"fetch-models.py puts the embedding model where the runtime configs look ({', '.join(edirs)})",
+          edirs == [f"/models/{fm.EMBEDDER['dir']}"], f"the Job writes /models/{fm.EMBEDDER['dir']}")
     check("models-pvc/smollm2-omni.json equals presets/smollm2-omni.json",
           (K8S / "models-pvc" / "smollm2-omni.json").read_bytes() == (ROOT / "presets" / "smollm2-omni.json").read_bytes())
 

@@ -7,10 +7,12 @@
 //! an independent formulation of the same maths.
 
 pub mod attention;
+pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod expf;
 pub mod half_matmul;
+pub mod kquant;
 pub mod quant;
 #[cfg(target_arch = "x86_64")]
 mod quant_avx2;

@@ -14,8 +14,9 @@ pub mod expf;
 pub mod half_matmul;
 pub mod kquant;
 pub mod quant;
+pub mod quant_tiles;
 #[cfg(target_arch = "x86_64")]
-mod quant_avx2;
+mod quant_tiles_x86;
 
 use candle_core::{DType, Result, Tensor, D};
 

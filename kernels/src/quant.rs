@@ -1,13 +1,13 @@
-//! Quantized matrix × vector products for the CPU, in llama.cpp's numerics.
+//! GGUF's 32-value block formats (Q4_0, Q4_1, Q8_0) and the activations they
+//! multiply, in llama.cpp's numerics: activations are quantized per block to
+//! Q8_0 / Q8_1 exactly as ggml does it (scale `amax / 127`, round half away from
+//! zero, Q8_1's block sum `s = d · Σq` taken in f32 before rounding to f16), and
+//! block dot products are integer sums scaled in f32.
 //!
-//! Weights stay in their GGUF blocks (Q4_0, Q4_1, Q8_0); activations are
-//! quantized per 32-value block to Q8_0 / Q8_1 exactly as ggml does it (scale
-//! `amax / 127`, round half away from zero, Q8_1's block sum `s = d · Σq` taken in
-//! f32 before rounding to f16), and block dot products are integer sums scaled in
-//! f32. Output rows are split over the rayon pool, so both cores work on a single
-//! decode step, and no weight is ever dequantized as a whole.
-//!
-//! [`matmul_slow`] is the reference: dequantize, then a plain f32 product.
+//! [`QMatrix`] holds a weight as the file stores it (what the GPU uploads);
+//! [`matmul`] here is the scalar reference whose bits every SIMD variant in
+//! [`crate::quant_tiles`] reproduces, and [`matmul_slow`] the independent one:
+//! dequantize, then a plain f32 product.
 
 use half::f16;
 use rayon::prelude::*;
@@ -121,6 +121,8 @@ pub struct Q8Row {
     pub(crate) d: Vec<f32>,
     /// `d · Σq` per block (Q8_1 only), rounded to f16.
     pub(crate) s: Vec<f32>,
+    /// `Σq` per block, exact (Q4_0's `-8` offset is taken off with it).
+    pub(crate) isum: Vec<i32>,
     pub(crate) qs: Vec<i8>,
 }
 
@@ -131,6 +133,7 @@ pub fn quantize_q8(x: &[f32]) -> Q8Row {
     let mut row = Q8Row {
         d: Vec::with_capacity(nb),
         s: Vec::with_capacity(nb),
+        isum: Vec::with_capacity(nb),
         qs: vec![0; x.len()],
     };
     for (b, xs) in x.chunks_exact(BLOCK).enumerate() {
@@ -144,163 +147,67 @@ pub fn quantize_q8(x: &[f32]) -> Q8Row {
         }
         row.d.push(f16::from_f32(d).to_f32());
         row.s.push(f16::from_f32(sum as f32 * d).to_f32());
+        row.isum.push(sum);
     }
     row
 }
 
+/// The integer part of block `b`'s dot product: `Σ q_w · q_a`, with Q4_0's
+/// offset of 8 taken off through the activations' exact block sum.
 #[inline(always)]
-fn dot_row(qtype: QType, w: &[u8], a: &Q8Row) -> f32 {
-    let mut acc = 0f32;
+fn block_sumi(qtype: QType, blk: &[u8], a: &Q8Row, b: usize) -> i32 {
+    let qa = &a.qs[b * BLOCK..(b + 1) * BLOCK];
     match qtype {
-        QType::Q4_0 => {
-            for (b, blk) in w.chunks_exact(18).enumerate() {
-                let qa = &a.qs[b * BLOCK..(b + 1) * BLOCK];
-                let mut sumi = 0i32;
-                for j in 0..16 {
-                    let lo = (blk[2 + j] & 0x0F) as i32 - 8;
-                    let hi = (blk[2 + j] >> 4) as i32 - 8;
-                    sumi += lo * qa[j] as i32 + hi * qa[j + 16] as i32;
-                }
-                acc += sumi as f32 * (f16_at(blk, 0) * a.d[b]);
+        QType::Q4_0 | QType::Q4_1 => {
+            let qs = &blk[if qtype == QType::Q4_0 { 2 } else { 4 }..];
+            let mut sumi = 0i32;
+            for j in 0..16 {
+                sumi += (qs[j] & 0x0F) as i32 * qa[j] as i32 + (qs[j] >> 4) as i32 * qa[j + 16] as i32;
+            }
+            if qtype == QType::Q4_0 {
+                sumi - 8 * a.isum[b]
+            } else {
+                sumi
             }
         }
-        QType::Q4_1 => {
-            for (b, blk) in w.chunks_exact(20).enumerate() {
-                let qa = &a.qs[b * BLOCK..(b + 1) * BLOCK];
-                let mut sumi = 0i32;
-                for j in 0..16 {
-                    let lo = (blk[4 + j] & 0x0F) as i32;
-                    let hi = (blk[4 + j] >> 4) as i32;
-                    sumi += lo * qa[j] as i32 + hi * qa[j + 16] as i32;
-                }
-                acc += (f16_at(blk, 0) * a.d[b]) * sumi as f32 + f16_at(blk, 2) * a.s[b];
-            }
-        }
-        QType::Q8_0 => {
-            for (b, blk) in w.chunks_exact(34).enumerate() {
-                let qa = &a.qs[b * BLOCK..(b + 1) * BLOCK];
-                let mut sumi = 0i32;
-                for j in 0..BLOCK {
-                    sumi += blk[2 + j] as i8 as i32 * qa[j] as i32;
-                }
-                acc += sumi as f32 * (f16_at(blk, 0) * a.d[b]);
-            }
+        QType::Q8_0 => (0..BLOCK).map(|j| blk[2 + j] as i8 as i32 * qa[j] as i32).sum(),
+    }
+}
+
+/// The scalar reference of one weight row · one activation row, in the order
+/// every SIMD variant keeps per lane (so they all give these bits): per block,
+/// `acc = fma(Σq_w·q_a, d_w·d_a, acc)`, then for Q4_1 `acc = fma(m_w, s_a, acc)`.
+pub(crate) fn dot_row(qtype: QType, w: &[u8], a: &Q8Row) -> f32 {
+    let mut acc = 0f32;
+    for (b, blk) in w.chunks_exact(qtype.block_bytes()).enumerate() {
+        let sumi = block_sumi(qtype, blk, a, b);
+        acc = (sumi as f32).mul_add(f16_at(blk, 0) * a.d[b], acc);
+        if qtype == QType::Q4_1 {
+            acc = f16_at(blk, 2).mul_add(a.s[b], acc);
         }
     }
     acc
 }
 
-fn dot_rows_portable(w: &QMatrix, rows: std::ops::Range<usize>, a: &Q8Row, out: &mut [f32]) {
-    for (o, r) in out.iter_mut().zip(rows) {
-        *o = dot_row(w.qtype, w.row(r), a);
-    }
-}
-
-#[allow(unsafe_code)]
-fn dot_rows(w: &QMatrix, rows: std::ops::Range<usize>, a: &Q8Row, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        for (o, r) in out.iter_mut().zip(rows) {
-            // SAFETY: the CPU supports the features (checked once), and the row
-            // holds as many blocks as the activations (checked in `matmul`).
-            *o = unsafe { crate::quant_avx2::dot_row(w.qtype, w.row(r), a) };
-        }
-        return;
-    }
-    dot_rows_portable(w, rows, a, out)
-}
-
-/// Whether [`matmul`] runs the AVX2 kernel (x86-64 with AVX2, FMA and F16C),
-/// whose bits the CUDA block GEMV reproduces; else the portable one.
-pub fn uses_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return has_avx2();
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && std::is_x86_feature_detected!("f16c")
-    })
-}
-
-/// Rows per parallel task: enough work to pay for the hand-off.
+/// Rows per parallel task of the reference.
 const ROWS_PER_TASK: usize = 64;
 
-/// Activation rows that one pass over a weight row serves (AVX2 path).
-const ACTS_PER_PASS: usize = 4;
-
-/// `out[k · t + j]` = row `start + k` · activation `j`, for the rows of one task.
-#[allow(unsafe_code)]
-fn task(w: &QMatrix, start: usize, acts: &[Q8Row], out: &mut [f32]) {
-    let t = acts.len();
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        use crate::quant_avx2::dot_row_n;
-        for (k, o) in out.chunks_exact_mut(t).enumerate() {
-            let row = w.row(start + k);
-            for (g, a) in acts.chunks(ACTS_PER_PASS).enumerate() {
-                let o = &mut o[g * ACTS_PER_PASS..];
-                // SAFETY: the CPU supports the features (checked once), and the
-                // row holds as many blocks as each activation row (checked in
-                // `matmul`).
-                unsafe {
-                    match a {
-                        [a0, a1, a2, a3] => dot_row_n(w.qtype, row, [a0, a1, a2, a3], o),
-                        [a0, a1, a2] => dot_row_n(w.qtype, row, [a0, a1, a2], o),
-                        [a0, a1] => dot_row_n(w.qtype, row, [a0, a1], o),
-                        [a0] => dot_row_n(w.qtype, row, [a0], o),
-                        _ => unreachable!("chunks of 1 to {ACTS_PER_PASS}"),
-                    }
-                }
-            }
-        }
-        return;
-    }
-    let n = out.len() / t;
-    let mut col = vec![0f32; n];
-    for (j, a) in acts.iter().enumerate() {
-        dot_rows(w, start..start + n, a, &mut col);
-        for (k, v) in col.iter().enumerate() {
-            out[k * t + j] = *v;
-        }
-    }
-}
-
-/// `y = x · wᵀ` for `x` `[t, cols]` (row-major), giving `[t, rows]`. Each weight
-/// row is read once and used for all `t` activation rows (prefill, batches).
+/// `y = x · wᵀ` for `x` `[t, cols]` (row-major), giving `[t, rows]`, by the
+/// scalar reference on the GGUF layout (rows over the rayon pool). The decoder
+/// runs [`crate::quant_tiles`], which gives the same bits faster.
 pub fn matmul(w: &QMatrix, x: &[f32], t: usize) -> Vec<f32> {
     assert!(x.len() >= t * w.cols, "activations shorter than t × cols");
     let acts: Vec<Q8Row> = x.chunks_exact(w.cols).take(t).map(quantize_q8).collect();
-    // Computed as [rows, t] so that tasks own disjoint slices, then transposed.
     let mut yt = vec![0f32; w.rows * t];
-    yt.par_chunks_mut(ROWS_PER_TASK * t)
-        .enumerate()
-        .for_each(|(i, out)| task(w, i * ROWS_PER_TASK, &acts, out));
+    yt.par_chunks_mut(ROWS_PER_TASK * t).enumerate().for_each(|(i, out)| {
+        for (k, o) in out.chunks_exact_mut(t).enumerate() {
+            let row = w.row(i * ROWS_PER_TASK + k);
+            for (v, a) in o.iter_mut().zip(&acts) {
+                *v = dot_row(w.qtype, row, a);
+            }
+        }
+    });
     crate::rows_to_tokens(yt, w.rows, t)
-}
-
-/// [`matmul`] of several weights that read the same activations (Q, K and V;
-/// gate and up): the activations are quantized once and all weights' rows are
-/// shared out in one parallel pass, so the threads meet once, not per weight.
-pub fn matmul_many(ws: &[&QMatrix], x: &[f32], t: usize) -> Vec<Vec<f32>> {
-    let Some(first) = ws.first() else { return Vec::new() };
-    assert!(ws.iter().all(|w| w.cols == first.cols), "weights of one pass share their input width");
-    assert!(x.len() >= t * first.cols, "activations shorter than t × cols");
-    let acts: Vec<Q8Row> = x.chunks_exact(first.cols).take(t).map(quantize_q8).collect();
-    let mut yts: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; w.rows * t]).collect();
-    let tasks: Vec<(&QMatrix, usize, &mut [f32])> = ws
-        .iter()
-        .zip(yts.iter_mut())
-        .flat_map(|(w, yt)| yt.chunks_mut(ROWS_PER_TASK * t).enumerate().map(move |(i, out)| (*w, i * ROWS_PER_TASK, out)))
-        .collect();
-    tasks.into_par_iter().for_each(|(w, start, out)| task(w, start, &acts, out));
-    ws.iter().zip(yts).map(|(w, yt)| crate::rows_to_tokens(yt, w.rows, t)).collect()
 }
 
 /// Reference for [`matmul`]: dequantized weights times unquantized activations.
@@ -318,11 +225,11 @@ pub fn matmul_slow(w: &QMatrix, x: &[f32], t: usize) -> Vec<f32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A deterministic pseudo-random stream for test data.
-    fn noise(seed: u64, n: usize) -> Vec<f32> {
+    pub(crate) fn noise(seed: u64, n: usize) -> Vec<f32> {
         let mut s = seed;
         (0..n)
             .map(|_| {
@@ -333,7 +240,7 @@ mod tests {
     }
 
     /// Quantizes `w` with candle (an independent implementation of the GGUF formats).
-    fn candle_matrix(qt: QType, w: &[f32], rows: usize, cols: usize) -> (QMatrix, candle_core::quantized::QMatMul) {
+    pub(crate) fn candle_matrix(qt: QType, w: &[f32], rows: usize, cols: usize) -> (QMatrix, candle_core::quantized::QMatMul) {
         use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
         let dtype = match qt {
             QType::Q4_0 => GgmlDType::Q4_0,
@@ -356,14 +263,6 @@ mod tests {
         for qt in [QType::Q4_0, QType::Q4_1, QType::Q8_0] {
             let (m, cm) = candle_matrix(qt, &w, rows, cols);
             let fast = matmul(&m, &x, t);
-            // The SIMD path and the portable loop compute the same sums.
-            let acts: Vec<Q8Row> = x.chunks_exact(cols).map(quantize_q8).collect();
-            for (i, a) in acts.iter().enumerate() {
-                let mut portable = vec![0f32; rows];
-                dot_rows_portable(&m, 0..rows, a, &mut portable);
-                let err = portable.iter().zip(&fast[i * rows..]).fold(0f32, |e, (p, q)| e.max((p - q).abs()));
-                assert!(err < 1e-3, "{qt:?}: SIMD vs portable max |Δ| {err}");
-            }
             let slow = matmul_slow(&m, &x, t);
             let scale = slow.iter().fold(0f32, |a, v| a.max(v.abs()));
             let err = fast.iter().zip(&slow).fold(0f32, |a, (p, q)| a.max((p - q).abs()));
@@ -392,31 +291,13 @@ mod tests {
         }
     }
 
-    /// One pass over several weights gives each weight's own matmul, bit for bit.
-    #[test]
-    fn matmul_many_equals_one_matmul_per_weight() {
-        let (cols, t) = (64, 5);
-        let x = noise(5, t * cols);
-        for qt in [QType::Q4_0, QType::Q4_1, QType::Q8_0] {
-            let ms: Vec<QMatrix> = [(70, 6), (33, 7), (128, 8)]
-                .iter()
-                .map(|&(rows, seed)| candle_matrix(qt, &noise(seed, rows * cols), rows, cols).0)
-                .collect();
-            let refs: Vec<&QMatrix> = ms.iter().collect();
-            let many = matmul_many(&refs, &x, t);
-            for (m, y) in ms.iter().zip(&many) {
-                assert_eq!(y, &matmul(m, &x, t), "{qt:?} {} rows", m.rows);
-            }
-        }
-        assert!(matmul_many(&[], &x, t).is_empty());
-    }
-
     #[test]
     fn q8_1_block_sum_is_taken_in_f32() {
         // 32 values of 1.0: d = 1/127, q = 127 each, Σq = 4064; s = d·Σq = 32.
         let row = quantize_q8(&[1.0; 32]);
         assert_eq!(row.qs[0], 127);
         assert_eq!(row.s[0], 32.0);
+        assert_eq!(row.isum[0], 4064);
     }
 
     #[test]

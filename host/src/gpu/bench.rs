@@ -174,15 +174,16 @@ pub fn verify(gpu: &Gpu, more: &[PathBuf]) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     result?;
     for path in more {
-        // GGUF: the GPU follows the CPU build operation for operation (its AVX2
-        // block kernel, candle's RMSNorm, its attention, expf::exp), so the
-        // logits must be the same bits. Without AVX2 the CPU takes other paths;
+        // GGUF: the GPU follows the CPU build operation for operation (its block
+        // kernels' order, candle's RMSNorm, its AVX2 attention, expf::exp), so
+        // the logits must be the same bits. Without AVX2 the CPU's attention
+        // takes another path;
         // then only closeness is asked: both quantize activations to 8 bits in
         // every layer, and a different summation order moves one across a
         // rounding boundary now and then, which over 30 layers adds up to
         // ~5 % of the largest logit on SmolLM2 (the CPU build is as far from
         // llama.cpp); a wrong kernel is off by whole logits.
-        let tol = if reka_kernels::quant::uses_avx2() { 0.0 } else { 1e-1 };
+        let tol = if reka_kernels::cpu::Isa::Avx2.supported() { 0.0 } else { 1e-1 };
         compare(gpu, path, model::WeightDtype::Auto, tol, 1)?;
     }
     Ok(())

@@ -616,12 +616,12 @@ template <> struct QBlock<QT_Q4_1> { static const int bytes = 20; };
 template <> struct QBlock<QT_Q8_0> { static const int bytes = 34; };
 
 // y[b, r] (+)= W[r] · x[b] for NB quantized activation rows, as the CPU
-// build's AVX2 kernel computes it (kernels/src/quant_avx2.rs), so both give
-// the same bits: eight lanes per weight row, lane L holding the integer dot
-// product of bytes 4L..4L+3 of each block (Q4: low nibbles first, then high),
-// scaled by d_w·d_x and added with one FMA, blocks in order; then the lanes
-// summed as its horizontal sum does ((0+4)+(2+6))+((1+5)+(3+7)); Q4_1 adds
-// its Σ m·s, kept apart in block order. A warp takes four rows.
+// build computes it (kernels/src/quant.rs, the reference every CPU variant in
+// quant_tiles reproduces), so both give the same bits: per block, in order,
+// the exact integer dot product (eight lanes per weight row, lane L taking
+// bytes 4L..4L+3 of the block, Q4 low nibbles first, summed across the lanes
+// with shuffles), then acc = fma(sumi, d_w·d_x, acc) and, for Q4_1,
+// acc = fma(m_w, s_x, acc). A warp takes four rows.
 template <int QT, int NB>
 __device__ __forceinline__ void gemv_q_impl(const unsigned char* __restrict__ W, const signed char* __restrict__ xq,
                                             const float* __restrict__ xd, const float* __restrict__ xs,
@@ -634,9 +634,9 @@ __device__ __forceinline__ void gemv_q_impl(const unsigned char* __restrict__ W,
     int rr = live ? row : rows - 1;
     int nb = cols >> 5;
     const unsigned char* wr = W + (size_t)rr * nb * QBlock<QT>::bytes;
-    float acc[NB], summs[NB];
+    float acc[NB];
 #pragma unroll
-    for (int b = 0; b < NB; ++b) acc[b] = summs[b] = 0.0f;
+    for (int b = 0; b < NB; ++b) acc[b] = 0.0f;
     for (int k = 0; k < nb; ++k) {
         const unsigned char* blk = wr + (size_t)k * QBlock<QT>::bytes;
         int w4;
@@ -653,18 +653,17 @@ __device__ __forceinline__ void gemv_q_impl(const unsigned char* __restrict__ W,
             int a4 = *reinterpret_cast<const int*>(xq + ab * 32 + 4 * L);
             int sumi = dp4a(w4, a4, 0);
             if (QT == QT_Q4_0) sumi -= 8 * dp4a(0x01010101, a4, 0);
+            sumi += __shfl_xor_sync(0xffffffffu, sumi, 4);
+            sumi += __shfl_xor_sync(0xffffffffu, sumi, 2);
+            sumi += __shfl_xor_sync(0xffffffffu, sumi, 1);
             float d = dw * xd[ab];
-            acc[b] = fmaf(d, (float)sumi, acc[b]);
-            if (QT == QT_Q4_1) summs[b] = summs[b] + ld_h(blk + 2) * xs[ab];
+            acc[b] = fmaf((float)sumi, d, acc[b]);
+            if (QT == QT_Q4_1) acc[b] = fmaf(ld_h(blk + 2), xs[ab], acc[b]);
         }
     }
 #pragma unroll
     for (int b = 0; b < NB; ++b) {
         float v = acc[b];
-        v = v + __shfl_xor_sync(0xffffffffu, v, 4);
-        v = v + __shfl_xor_sync(0xffffffffu, v, 2);
-        v = v + __shfl_xor_sync(0xffffffffu, v, 1);
-        if (QT == QT_Q4_1) v = v + summs[b];
         if (live && L == 0) {
             float* o = y + (size_t)b * rows + row;
             *o = accumulate ? *o + v : v;

@@ -6,11 +6,12 @@
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
 use reka_kernels::half_matmul::{self, HalfMatrix, HalfType};
-use reka_kernels::quant::{self, QMatrix, QType};
+use reka_kernels::quant::{QMatrix, QType};
+use reka_kernels::quant_tiles::{self, Tiled};
 
 /// `y = x · Wᵀ` for `x` `[t, in]`.
 pub enum Linear {
-    Blocks(QMatrix),
+    Blocks(Tiled),
     Half(HalfMatrix),
     Candle(QMatMul),
 }
@@ -29,7 +30,7 @@ impl Linear {
                 let (rows, cols) = q.shape().dims2()?;
                 let m = QMatrix::new(qt, rows, cols, q.data()?.into_owned())
                     .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-                Ok(Linear::Blocks(m))
+                Ok(Linear::Blocks(Tiled::from_matrix(&m)))
             }
             None => match q.dtype() {
                 GgmlDType::BF16 | GgmlDType::F16 => {
@@ -41,6 +42,17 @@ impl Linear {
                 }
                 _ => Ok(Linear::Candle(QMatMul::from_qtensor(q)?)),
             },
+        }
+    }
+
+    /// Which kernel computes this linear, for the bench and the log:
+    /// `q4_1 tiles/avx2`, `bf16 rows`, `candle q3k`, ….
+    pub fn kernel(&self) -> String {
+        match self {
+            Linear::Blocks(m) => format!("{} tiles/{}", format!("{:?}", m.qtype).to_lowercase(), quant_tiles::level()),
+            Linear::Half(m) => format!("{} rows", if m.kind == HalfType::Bf16 { "bf16" } else { "f16" }),
+            Linear::Candle(QMatMul::QTensor(q)) => format!("candle {:?}", q.dtype()).to_lowercase(),
+            Linear::Candle(_) => "candle f32".into(),
         }
     }
 
@@ -64,7 +76,7 @@ impl Linear {
             Linear::Candle(m) => m.forward(x),
             Linear::Blocks(m) => {
                 let (t, xs) = rows_of(x, m.cols)?;
-                Tensor::from_vec(quant::matmul(m, &xs, t), (t, m.rows), x.device())
+                Tensor::from_vec(quant_tiles::matmul(m, &xs, t), (t, m.rows), x.device())
             }
             Linear::Half(m) => {
                 let (t, xs) = rows_of(x, m.cols)?;
@@ -77,7 +89,7 @@ impl Linear {
 /// `[t, rows]` results of several linears that read the same `x` `[t, in]`:
 /// block weights share one quantization of `x` and one parallel pass.
 pub fn forward_many(ls: &[&Linear], x: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let blocks: Option<Vec<&QMatrix>> = ls
+    let blocks: Option<Vec<&Tiled>> = ls
         .iter()
         .map(|l| match l {
             Linear::Blocks(m) => Some(m),
@@ -90,7 +102,7 @@ pub fn forward_many(ls: &[&Linear], x: &Tensor) -> Result<Vec<Vec<f32>>> {
             if ms.iter().any(|m| m.cols != ms[0].cols) {
                 return Err(candle_core::Error::Msg("linears of one pass must share their input width".into()));
             }
-            Ok(quant::matmul_many(&ms, &xs, t))
+            Ok(quant_tiles::matmul_many(&ms, &xs, t))
         }
         _ => ls.iter().map(|l| l.forward(x)?.flatten_all()?.to_vec1::<f32>()).collect(),
     }

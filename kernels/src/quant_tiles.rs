@@ -1,0 +1,341 @@
+//! The decoder's Q4_0 / Q4_1 / Q8_0 matmul: weights repacked at load into
+//! tiles of 16 rows, so that one vector register holds four quants of each of
+//! 8 (AVX2) or 16 (AVX-512) rows, and one broadcast of four activation bytes
+//! multiplies all of them. Each lane then owns one output row: no horizontal
+//! sums, one scale FMA per block for 8 or 16 rows, and every weight block is
+//! unpacked once for up to four activation rows (decode batches, prefill).
+//!
+//! Every variant ([`crate::cpu::Isa`]) computes each lane in the order of the
+//! scalar reference [`crate::quant::matmul`] (integer block sums are exact;
+//! then one `fma` per block), so all of them give the same bits, whatever the
+//! batch. The variant in use is chosen once: the widest the CPU has (capped by
+//! `REKA_CPU_ISA`) that also passes a self-check against the scalar code.
+//!
+//! Tile layout, per tile of 16 rows and per 32-value block (`16 ×` the GGUF
+//! block's bytes): the 16 rows' `d` (f16), then for Q4_1 their `m` (f16), then
+//! the quants in groups of 64 bytes: group `k` holds bytes `4k..4k+4` of each
+//! row's GGUF quants, row `i` at bytes `4i..4i+4` (Q4: 4 groups, a byte's low
+//! nibble is value `j`, its high nibble value `j + 16`; Q8_0: 8 groups).
+
+use crate::cpu::Isa;
+use crate::quant::{quantize_q8, QMatrix, QType, Q8Row, BLOCK};
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// Rows per tile.
+pub const TILE: usize = 16;
+
+/// Activation rows one pass over a weight tile serves.
+const COLS: usize = 4;
+
+/// Tiles per parallel task (64 rows: enough work to pay for the hand-off).
+const TILES_PER_TASK: usize = 4;
+
+/// A weight matrix `[rows, cols]` in the tile layout (rows padded to 16 with
+/// zero blocks).
+#[derive(Debug, Clone)]
+pub struct Tiled {
+    pub qtype: QType,
+    pub rows: usize,
+    pub cols: usize,
+    data: Vec<u8>,
+}
+
+/// Byte offset of the quants within a tile-block.
+pub(crate) fn quants_at(qtype: QType) -> usize {
+    if qtype == QType::Q4_1 {
+        64
+    } else {
+        32
+    }
+}
+
+impl Tiled {
+    /// Repacks a GGUF-layout matrix.
+    pub fn from_matrix(m: &QMatrix) -> Tiled {
+        let bb = m.qtype.block_bytes();
+        let nb = m.cols / BLOCK;
+        let tiles = m.rows.div_ceil(TILE);
+        let mut data = vec![0u8; tiles * nb * TILE * bb];
+        let src = m.bytes();
+        let (qsrc, groups) = match m.qtype {
+            QType::Q4_0 => (2, 4),
+            QType::Q4_1 => (4, 4),
+            QType::Q8_0 => (2, 8),
+        };
+        let qdst = quants_at(m.qtype);
+        for r in 0..m.rows {
+            let (tile, i) = (r / TILE, r % TILE);
+            for b in 0..nb {
+                let blk = &src[(r * nb + b) * bb..(r * nb + b + 1) * bb];
+                let out = &mut data[(tile * nb + b) * TILE * bb..(tile * nb + b + 1) * TILE * bb];
+                out[2 * i..2 * i + 2].copy_from_slice(&blk[0..2]);
+                if m.qtype == QType::Q4_1 {
+                    out[32 + 2 * i..34 + 2 * i].copy_from_slice(&blk[2..4]);
+                }
+                for k in 0..groups {
+                    let at = qdst + 64 * k + 4 * i;
+                    out[at..at + 4].copy_from_slice(&blk[qsrc + 4 * k..qsrc + 4 * k + 4]);
+                }
+            }
+        }
+        Tiled { qtype: m.qtype, rows: m.rows, cols: m.cols, data }
+    }
+
+    /// Blocks per row.
+    fn nb(&self) -> usize {
+        self.cols / BLOCK
+    }
+
+    /// The bytes of tile `tile` (all its blocks).
+    fn tile(&self, tile: usize) -> &[u8] {
+        let n = self.nb() * TILE * self.qtype.block_bytes();
+        &self.data[tile * n..(tile + 1) * n]
+    }
+
+    /// Bytes the weights take (as the GGUF file, plus padding rows).
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// The variant [`matmul`] runs: the widest one the CPU supports (capped by
+/// `REKA_CPU_ISA`) whose self-check gives the scalar code's bits.
+pub fn level() -> Isa {
+    static LEVEL: OnceLock<Isa> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = crate::cpu::selected();
+        for isa in Isa::ALL.into_iter().rev().filter(|i| *i <= cap && *i != Isa::Scalar && i.supported()) {
+            if self_check(isa) {
+                return isa;
+            }
+            eprintln!("reka-kernels: the {isa} quantized matmul failed its self-check; not using it");
+        }
+        Isa::Scalar
+    })
+}
+
+/// Whether `isa` gives the scalar bits on a small matrix of each type.
+fn self_check(isa: Isa) -> bool {
+    let (rows, cols, t) = (40, 96, 6);
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let x: Vec<f32> = (0..t * cols).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+    [QType::Q4_0, QType::Q4_1, QType::Q8_0].into_iter().all(|qt| {
+        let data: Vec<u8> = (0..rows * cols / BLOCK * qt.block_bytes())
+            .map(|i| {
+                // Scales (the f16 fields) kept small and finite; quants random.
+                let v = next() as u8;
+                let at = i % qt.block_bytes();
+                if at < if qt == QType::Q4_1 { 4 } else { 2 } {
+                    if at % 2 == 1 {
+                        0x2c + (v & 3)
+                    } else {
+                        v
+                    }
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let Ok(m) = QMatrix::new(qt, rows, cols, data) else { return false };
+        let tiled = Tiled::from_matrix(&m);
+        matmul_with(isa, &tiled, &x, t) == matmul_with(Isa::Scalar, &tiled, &x, t)
+    })
+}
+
+/// `y = x · wᵀ` for `x` `[t, cols]`, giving `[t, rows]`.
+pub fn matmul(w: &Tiled, x: &[f32], t: usize) -> Vec<f32> {
+    matmul_with(level(), w, x, t)
+}
+
+/// [`matmul`] with a given variant (it must be supported by the CPU).
+pub fn matmul_with(isa: Isa, w: &Tiled, x: &[f32], t: usize) -> Vec<f32> {
+    many_with(isa, &[w], x, t).pop().unwrap_or_default()
+}
+
+/// [`matmul`] of several weights that read the same activations (Q, K and V;
+/// gate and up): the activations are quantized once and all weights' tiles are
+/// shared out in one parallel pass, so the threads meet once, not per weight.
+pub fn matmul_many(ws: &[&Tiled], x: &[f32], t: usize) -> Vec<Vec<f32>> {
+    many_with(level(), ws, x, t)
+}
+
+fn many_with(isa: Isa, ws: &[&Tiled], x: &[f32], t: usize) -> Vec<Vec<f32>> {
+    let Some(first) = ws.first() else { return Vec::new() };
+    assert!(ws.iter().all(|w| w.cols == first.cols), "weights of one pass share their input width");
+    assert!(x.len() >= t * first.cols, "activations shorter than t × cols");
+    assert!(isa.supported(), "{isa} is not supported by this CPU");
+    let acts: Vec<Q8Row> = x.chunks_exact(first.cols).take(t).map(quantize_q8).collect();
+    let mut yts: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; w.rows * t]).collect();
+    let span = TILES_PER_TASK * TILE;
+    let tasks: Vec<(&Tiled, usize, &mut [f32])> = ws
+        .iter()
+        .zip(yts.iter_mut())
+        .flat_map(|(w, yt)| yt.chunks_mut(span * t).enumerate().map(move |(i, out)| (*w, i * TILES_PER_TASK, out)))
+        .collect();
+    tasks.into_par_iter().for_each(|(w, first_tile, out)| task(isa, w, first_tile, &acts, out));
+    ws.iter().zip(yts).map(|(w, yt)| crate::rows_to_tokens(yt, w.rows, t)).collect()
+}
+
+/// `out[k · t + j]` = row `first_tile · 16 + k` · activation `j`, for the rows
+/// `out` covers.
+fn task(isa: Isa, w: &Tiled, first_tile: usize, acts: &[Q8Row], out: &mut [f32]) {
+    let t = acts.len();
+    let rows_here = out.len() / t;
+    let mut buf = [[0f32; TILE]; COLS];
+    for (g, group) in acts.chunks(COLS).enumerate() {
+        for k in 0..rows_here.div_ceil(TILE) {
+            let tile = first_tile + k;
+            tile_product(isa, w, tile, group, &mut buf);
+            for (i, row_out) in out[k * TILE * t..].chunks_mut(t).take(TILE).enumerate() {
+                for (c, b) in buf.iter().take(group.len()).enumerate() {
+                    row_out[g * COLS + c] = b[i];
+                }
+            }
+        }
+    }
+}
+
+/// The 16 rows of one tile times 1 to 4 activation rows.
+#[allow(unsafe_code)]
+fn tile_product(isa: Isa, w: &Tiled, tile: usize, acts: &[Q8Row], out: &mut [[f32; TILE]; COLS]) {
+    let data = w.tile(tile);
+    let nb = w.nb();
+    for a in acts {
+        assert!(a.d.len() >= nb && a.s.len() >= nb && a.isum.len() >= nb && a.qs.len() >= nb * BLOCK);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Scalar {
+        // SAFETY: `many_with` checked that the CPU supports `isa`; the tile
+        // holds `nb` blocks of 16 rows and every activation row `nb` blocks
+        // (asserted above); `out` holds 16 values per activation row.
+        unsafe { crate::quant_tiles_x86::tile(isa, w.qtype, data.as_ptr(), nb, acts, out) };
+        return;
+    }
+    let _ = isa;
+    scalar_tile(w.qtype, data, nb, acts, out);
+}
+
+/// The scalar variant on the tile layout: for each row, [`crate::quant`]'s
+/// reference order.
+fn scalar_tile(qtype: QType, data: &[u8], nb: usize, acts: &[Q8Row], out: &mut [[f32; TILE]; COLS]) {
+    let bb = qtype.block_bytes() * TILE;
+    let q = quants_at(qtype);
+    let f16_at = |b: &[u8], at: usize| half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32();
+    for (c, a) in acts.iter().enumerate() {
+        for (i, o) in out[c].iter_mut().enumerate() {
+            let mut acc = 0f32;
+            for b in 0..nb {
+                let blk = &data[b * bb..(b + 1) * bb];
+                let ya = &a.qs[b * BLOCK..(b + 1) * BLOCK];
+                let mut sumi = 0i32;
+                match qtype {
+                    QType::Q8_0 => {
+                        for k in 0..8 {
+                            for j in 0..4 {
+                                sumi += blk[q + 64 * k + 4 * i + j] as i8 as i32 * ya[4 * k + j] as i32;
+                            }
+                        }
+                    }
+                    QType::Q4_0 | QType::Q4_1 => {
+                        for k in 0..4 {
+                            for j in 0..4 {
+                                let byte = blk[q + 64 * k + 4 * i + j];
+                                sumi += (byte & 0x0F) as i32 * ya[4 * k + j] as i32
+                                    + (byte >> 4) as i32 * ya[16 + 4 * k + j] as i32;
+                            }
+                        }
+                        if qtype == QType::Q4_0 {
+                            sumi -= 8 * a.isum[b];
+                        }
+                    }
+                }
+                acc = (sumi as f32).mul_add(f16_at(blk, 2 * i) * a.d[b], acc);
+                if qtype == QType::Q4_1 {
+                    acc = f16_at(blk, 32 + 2 * i).mul_add(a.s[b], acc);
+                }
+            }
+            *o = acc;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::tests::{candle_matrix, noise};
+
+    const TYPES: [QType; 3] = [QType::Q4_0, QType::Q4_1, QType::Q8_0];
+
+    /// Every variant this CPU runs gives the bits of the scalar reference on
+    /// the GGUF layout, for batch sizes on both sides of the 4-row passes and
+    /// a row count that leaves a partial tile.
+    #[test]
+    fn every_variant_equals_the_scalar_reference_bit_for_bit() {
+        let (rows, cols) = (150, 256);
+        let skipped: Vec<Isa> = Isa::ALL.into_iter().filter(|i| !i.supported()).collect();
+        if !skipped.is_empty() {
+            eprintln!("quant_tiles: this CPU cannot run {skipped:?}; those variants are not tested here");
+        }
+        for qt in TYPES {
+            let (m, _) = candle_matrix(qt, &noise(11, rows * cols), rows, cols);
+            let tiled = Tiled::from_matrix(&m);
+            for t in [1, 3, 4, 5, 9, 16] {
+                let x = noise(12 + t as u64, t * cols);
+                let want = crate::quant::matmul(&m, &x, t);
+                for isa in crate::cpu::runnable() {
+                    assert_eq!(matmul_with(isa, &tiled, &x, t), want, "{qt:?} {isa} t={t}");
+                }
+            }
+        }
+    }
+
+    /// A row's result does not depend on how many rows it is computed with.
+    #[test]
+    fn batched_rows_give_the_same_bits_as_single_rows() {
+        let (rows, cols, t) = (130, 96, 7);
+        for qt in TYPES {
+            let (m, _) = candle_matrix(qt, &noise(3, rows * cols), rows, cols);
+            let tiled = Tiled::from_matrix(&m);
+            let x = noise(4, t * cols);
+            let all = matmul(&tiled, &x, t);
+            for j in 0..t {
+                let one = matmul(&tiled, &x[j * cols..(j + 1) * cols], 1);
+                assert_eq!(&all[j * rows..(j + 1) * rows], &one[..], "{qt:?} row {j}");
+            }
+        }
+    }
+
+    /// One pass over several weights gives each weight's own matmul, bit for bit.
+    #[test]
+    fn matmul_many_equals_one_matmul_per_weight() {
+        let (cols, t) = (64, 5);
+        let x = noise(5, t * cols);
+        for qt in TYPES {
+            let ms: Vec<Tiled> = [(70, 6), (33, 7), (128, 8)]
+                .iter()
+                .map(|&(rows, seed)| Tiled::from_matrix(&candle_matrix(qt, &noise(seed, rows * cols), rows, cols).0))
+                .collect();
+            let refs: Vec<&Tiled> = ms.iter().collect();
+            let many = matmul_many(&refs, &x, t);
+            for (m, y) in ms.iter().zip(&many) {
+                assert_eq!(y, &matmul(m, &x, t), "{qt:?} {} rows", m.rows);
+            }
+        }
+        assert!(matmul_many(&[], &x, t).is_empty());
+    }
+
+    #[test]
+    fn the_level_in_use_passed_its_self_check() {
+        let l = level();
+        assert!(l <= crate::cpu::selected());
+        assert!(self_check(l) || l == Isa::Scalar);
+        eprintln!("quant_tiles: running {l} (CPU: {:?})", crate::cpu::extensions());
+    }
+}

@@ -8,15 +8,15 @@
 //! `(e^r - 1 - r) / r²`, and a scaling by 2ⁿ in two exact steps (so results
 //! that fall to subnormals round once). Within 2 ulp of the exact value.
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
+pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 = LN2_HI + LN2_LO; LN2_HI has few bits, so `n · LN2_HI` is exact.
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 /// Cephes `expf` coefficients, highest degree first.
-const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+pub(crate) const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
 /// Above this, e^x overflows f32; below `MIN`, it rounds to zero.
-const MAX: f32 = 88.722_84;
-const MIN: f32 = -103.972_08;
+pub(crate) const MAX: f32 = 88.722_84;
+pub(crate) const MIN: f32 = -103.972_08;
 
 /// 2^k for k in [-126, 127], built from its bits.
 fn pow2(k: i32) -> f32 {
@@ -73,6 +73,21 @@ mod tests {
             worst = worst.max(ulps(exp(v), (v as f64).exp()));
         }
         assert!(worst <= 2.0, "worst error {worst} ulp");
+    }
+
+    /// SwiGLU's vector path runs the same `exp` lane by lane: equal bits
+    /// across the range and at the edges.
+    #[test]
+    fn vector_swiglu_gives_the_scalar_bits() {
+        let mut g: Vec<f32> = (-2000..2000).map(|i| i as f32 * 0.061).collect();
+        g.extend([0.0, -0.0, 88.0, -88.0, 104.0, -104.0, 1e-30, f32::INFINITY, f32::NEG_INFINITY]);
+        let u: Vec<f32> = (0..g.len()).map(|i| 1.0 + i as f32 * 1e-3).collect();
+        let mut fast = g.clone();
+        crate::swiglu_rows(&mut fast, &u);
+        for ((f, g), u) in fast.iter().zip(&g).zip(&u) {
+            let want = g / (1.0 + exp(-g)) * u;
+            assert!(f.to_bits() == want.to_bits() || (f.is_nan() && want.is_nan()), "swiglu({g}) = {f}, scalar {want}");
+        }
     }
 
     #[test]

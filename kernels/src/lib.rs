@@ -17,6 +17,8 @@ pub mod quant;
 pub mod quant_tiles;
 #[cfg(target_arch = "x86_64")]
 mod quant_tiles_x86;
+#[cfg(target_arch = "x86_64")]
+mod rows_x86;
 
 use candle_core::{DType, Result, Tensor, D};
 
@@ -101,7 +103,16 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 
 /// [`swiglu`] in place on plain rows: `gate[i] = silu(gate[i]) · up[i]`.
 pub fn swiglu_rows(gate: &mut [f32], up: &[f32]) {
-    for (g, u) in gate.iter_mut().zip(up) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if cpu::selected() >= cpu::Isa::Avx2 {
+        // SAFETY: the CPU has AVX2 and FMA (`selected` never exceeds what it has).
+        #[allow(unsafe_code)]
+        {
+            done = unsafe { rows_x86::swiglu(gate, up) };
+        }
+    }
+    for (g, u) in gate[done..].iter_mut().zip(&up[done..]) {
         *g = *g / (1.0 + crate::expf::exp(-*g)) * u;
     }
 }
@@ -169,7 +180,14 @@ mod tests {
         let d = max_abs_diff(&swiglu(&g, &u)?, &swiglu_slow(&g, &u)?)?;
         assert!(d < 1e-5, "swiglu max |Δ| = {d}");
         let mut rows: Vec<f32> = g.flatten_all()?.to_vec1()?;
-        swiglu_rows(&mut rows, &u.flatten_all()?.to_vec1::<f32>()?);
+        let up: Vec<f32> = u.flatten_all()?.to_vec1()?;
+        swiglu_rows(&mut rows, &up);
+        // The vector path gives the scalar formula's bits.
+        let mut scalar: Vec<f32> = g.flatten_all()?.to_vec1()?;
+        for (g, u) in scalar.iter_mut().zip(&up) {
+            *g = *g / (1.0 + crate::expf::exp(-*g)) * u;
+        }
+        assert_eq!(rows, scalar, "swiglu_rows vs its scalar formula");
         let d = max_abs_diff(&Tensor::from_vec(rows, (4, 96), g.device())?, &swiglu_slow(&g, &u)?)?;
         assert!(d < 1e-5, "swiglu_rows max |Δ| = {d}");
         let d = max_abs_diff(&softmax_last_dim(&g)?, &softmax_last_dim_slow(&g)?)?;

@@ -126,6 +126,19 @@ pub struct Q8Row {
     pub(crate) qs: Vec<i8>,
 }
 
+/// One block of [`quantize_q8`], the scalar reference: `(d, s, Σq)`.
+pub(crate) fn quantize_block(xs: &[f32], q: &mut [i8]) -> (f32, f32, i32) {
+    let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, v) in q.iter_mut().zip(xs) {
+        *q = (v * id).round() as i8;
+        sum += *q as i32;
+    }
+    (f16::from_f32(d).to_f32(), f16::from_f32(sum as f32 * d).to_f32(), sum)
+}
+
 /// Quantizes `x` (length a multiple of 32) as ggml's `quantize_row_q8_1`
 /// (which also gives the Q8_0 values: same scales and quants).
 pub fn quantize_q8(x: &[f32]) -> Q8Row {
@@ -137,16 +150,21 @@ pub fn quantize_q8(x: &[f32]) -> Q8Row {
         qs: vec![0; x.len()],
     };
     for (b, xs) in x.chunks_exact(BLOCK).enumerate() {
-        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let mut sum = 0i32;
-        for (q, v) in row.qs[b * BLOCK..(b + 1) * BLOCK].iter_mut().zip(xs) {
-            *q = (v * id).round() as i8;
-            sum += *q as i32;
+        let q = &mut row.qs[b * BLOCK..(b + 1) * BLOCK];
+        #[cfg(target_arch = "x86_64")]
+        if crate::cpu::selected() >= crate::cpu::Isa::Avx2 {
+            // SAFETY: the CPU has AVX2, FMA and F16C (`selected` never exceeds
+            // what it has); both slices hold 32 values.
+            #[allow(unsafe_code)]
+            let (d, s, sum) = unsafe { crate::rows_x86::quantize_block(xs, q) };
+            row.d.push(d);
+            row.s.push(s);
+            row.isum.push(sum);
+            continue;
         }
-        row.d.push(f16::from_f32(d).to_f32());
-        row.s.push(f16::from_f32(sum as f32 * d).to_f32());
+        let (d, s, sum) = quantize_block(xs, q);
+        row.d.push(d);
+        row.s.push(s);
         row.isum.push(sum);
     }
     row
@@ -298,6 +316,26 @@ pub(crate) mod tests {
         assert_eq!(row.qs[0], 127);
         assert_eq!(row.s[0], 32.0);
         assert_eq!(row.isum[0], 4064);
+    }
+
+    /// The vector quantizer gives the scalar one's bits, ties included
+    /// (values whose scaled form ends in exactly .5 round away from zero).
+    #[test]
+    fn vector_quantization_equals_the_scalar_one() {
+        let mut x = noise(21, 32 * 64);
+        // Block 0: amax 127 so that id = 1 and the scaled values are the values.
+        for (i, v) in x[..32].iter_mut().enumerate() {
+            *v = [0.5, -0.5, 1.5, -2.5, 126.5, -126.5, 127.0, -3.0][i % 8];
+        }
+        x[32..64].fill(0.0);
+        let row = quantize_q8(&x);
+        for b in 0..64 {
+            let mut q = [0i8; 32];
+            let (d, s, sum) = quantize_block(&x[b * 32..(b + 1) * 32], &mut q);
+            assert_eq!((row.d[b], row.s[b], row.isum[b]), (d, s, sum), "block {b}");
+            assert_eq!(&row.qs[b * 32..(b + 1) * 32], &q[..], "block {b}");
+        }
+        assert_eq!(&row.qs[..4], &[1, -1, 2, -3]);
     }
 
     #[test]

@@ -1,0 +1,103 @@
+//! AVX2 versions of the decoder's per-value row ops, each lane doing the
+//! scalar code's operations in its order, so the bits are the same:
+//! [`crate::expf::exp`] (hence SwiGLU) and ggml's Q8 activation quantization
+//! ([`crate::quant::quantize_q8`]: `amax / 127`, round half away from zero,
+//! scales and block sums rounded to f16).
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+/// Round half away from zero, exactly as `f32::round`: the integer part plus
+/// one step away from zero when the (exact) fraction is at least a half.
+#[inline(always)]
+unsafe fn round_away(v: __m256) -> __m256 {
+    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+    let frac = _mm256_sub_ps(v, t);
+    let sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0));
+    let abs_frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0), frac);
+    let up = _mm256_cmp_ps::<_CMP_GE_OQ>(abs_frac, _mm256_set1_ps(0.5));
+    let step = _mm256_and_ps(up, _mm256_or_ps(sign, _mm256_set1_ps(1.0)));
+    _mm256_add_ps(t, step)
+}
+
+/// `2^k` for k in [-126, 127], built from its bits.
+#[inline(always)]
+unsafe fn pow2(k: __m256i) -> __m256 {
+    _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(k, _mm256_set1_epi32(127))))
+}
+
+/// [`crate::expf::exp`] on eight lanes.
+#[inline(always)]
+unsafe fn exp8(x: __m256) -> __m256 {
+    use crate::expf::{LN2_HI, LN2_LO, LOG2E, MAX, MIN, P};
+    let n = round_away(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)));
+    let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x));
+    let mut p = _mm256_set1_ps(P[0]);
+    for c in &P[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(*c));
+    }
+    let y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0));
+    // Lanes out of range hold garbage here; they are replaced below.
+    let k = _mm256_cvttps_epi32(n);
+    // k / 2, rounded toward zero as Rust's integer division.
+    let a = _mm256_srai_epi32::<1>(_mm256_add_epi32(k, _mm256_srli_epi32::<31>(k)));
+    let v = _mm256_mul_ps(_mm256_mul_ps(y, pow2(a)), pow2(_mm256_sub_epi32(k, a)));
+    let v = _mm256_blendv_ps(v, _mm256_set1_ps(f32::INFINITY), _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(MAX)));
+    let v = _mm256_blendv_ps(v, _mm256_setzero_ps(), _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(MIN)));
+    _mm256_blendv_ps(v, x, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x))
+}
+
+/// `gate[i] = gate[i] / (1 + exp(-gate[i])) · up[i]` for whole groups of 8;
+/// returns how many values it did.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn swiglu(gate: &mut [f32], up: &[f32]) -> usize {
+    let n = gate.len().min(up.len()) / 8 * 8;
+    let one = _mm256_set1_ps(1.0);
+    for i in (0..n).step_by(8) {
+        let g = _mm256_loadu_ps(gate.as_ptr().add(i));
+        let u = _mm256_loadu_ps(up.as_ptr().add(i));
+        let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        let v = _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
+        _mm256_storeu_ps(gate.as_mut_ptr().add(i), v);
+    }
+    n
+}
+
+/// One 32-value block quantized as [`crate::quant::quantize_q8`] does it:
+/// returns `(d, s, Σq)` with `d` and `s` rounded to f16, and writes the quants.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; `x` and `q` hold 32 values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, f32, i32) {
+    assert!(x.len() >= 32 && q.len() >= 32);
+    let abs = _mm256_set1_ps(-0.0);
+    let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(8 * i)));
+    let mut m = _mm256_andnot_ps(abs, v[0]);
+    for vi in &v[1..] {
+        m = _mm256_max_ps(m, _mm256_andnot_ps(abs, *vi));
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+    let amax = lanes.iter().fold(0f32, |a, b| a.max(*b));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let idv = _mm256_set1_ps(id);
+    let qi: [__m256i; 4] = std::array::from_fn(|i| _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v[i], idv))));
+    // Sum of the 32 integers.
+    let s4 = _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3]));
+    let mut si = [0i32; 8];
+    _mm256_storeu_si256(si.as_mut_ptr() as *mut __m256i, s4);
+    let sum: i32 = si.iter().sum();
+    // Pack to bytes: packs work within 128-bit halves, so put the order back.
+    let p01 = _mm256_packs_epi32(qi[0], qi[1]);
+    let p23 = _mm256_packs_epi32(qi[2], qi[3]);
+    let p = _mm256_packs_epi16(p01, p23);
+    let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, p);
+    let h = |f: f32| _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(_mm_set_ss(f))));
+    (h(d), h(sum as f32 * d), sum)
+}

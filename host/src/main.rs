@@ -170,6 +170,14 @@ struct EngineArgs {
     /// Tokens per engine step: every running stream's next token plus prompt chunks.
     #[arg(long, default_value_t = 128)]
     step_tokens: usize,
+    /// Prefix caching: reuse the KV of earlier prompts that start the same way
+    /// (a chat's next turn prefills only what is new): on or off.
+    #[arg(long, default_value = "on", env = "REKA_PREFIX_CACHE", value_parser = parse_switch)]
+    prefix_cache: bool,
+    /// Most memory the prefix cache may hold, per model, in MiB (default: all
+    /// of --kv-budget-mb that live sessions leave; they always come first).
+    #[arg(long, env = "REKA_PREFIX_CACHE_MB")]
+    prefix_cache_mb: Option<usize>,
     /// Keep a checkpoint directory's weights as: auto (as stored), f32, bf16, f16.
     #[arg(long, default_value = "auto")]
     dtype: model::WeightDtype,
@@ -185,7 +193,21 @@ impl EngineArgs {
             max_waiting: self.max_waiting,
             admission_timeout: std::time::Duration::from_millis(self.admission_timeout_ms),
             step_tokens: self.step_tokens,
+            prefix_cache_bytes: match (self.prefix_cache, self.prefix_cache_mb) {
+                (false, _) => 0,
+                (true, None) => usize::MAX,
+                (true, Some(mb)) => mb.saturating_mul(1 << 20),
+            },
         }
+    }
+}
+
+/// A switch: on/off, true/false, yes/no, 1/0.
+fn parse_switch(s: &str) -> std::result::Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("{s:?} is not on or off")),
     }
 }
 

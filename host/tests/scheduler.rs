@@ -20,6 +20,7 @@ fn when_memory_runs_out_the_newest_session_gives_way() {
         max_waiting: 4,
         admission_timeout: Duration::from_millis(200),
         step_tokens: 64,
+        ..Limits::default()
     };
     let engine = Scheduler::start(m, limits).expect("engine thread");
     let prompt: Vec<u32> = (100..110).collect();

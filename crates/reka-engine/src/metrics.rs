@@ -100,6 +100,15 @@ pub struct EngineMetrics {
     pub steps: AtomicU64,
     /// Sessions in those passes, summed: over `steps`, the mean batch.
     pub step_sessions: AtomicU64,
+    /// Prefix cache ([`crate::nn::prefix`]): new prompts looked up, those that
+    /// reused cached positions, the positions reused, entries evicted for
+    /// memory, and the bytes it holds and may hold (0: off).
+    pub prefix_queries: AtomicU64,
+    pub prefix_hits: AtomicU64,
+    pub prefix_reused_tokens: AtomicU64,
+    pub prefix_evictions: AtomicU64,
+    pub prefix_bytes: AtomicU64,
+    pub prefix_budget: AtomicU64,
     /// Sessions refused or ended by the engine, by [`Rejection`].
     rejected: [AtomicU64; 4],
     pub ttft: Histogram,
@@ -156,6 +165,12 @@ pub fn engine(model: &str) -> Arc<EngineMetrics> {
         generation_tokens: AtomicU64::new(0),
         steps: AtomicU64::new(0),
         step_sessions: AtomicU64::new(0),
+        prefix_queries: AtomicU64::new(0),
+        prefix_hits: AtomicU64::new(0),
+        prefix_reused_tokens: AtomicU64::new(0),
+        prefix_evictions: AtomicU64::new(0),
+        prefix_bytes: AtomicU64::new(0),
+        prefix_budget: AtomicU64::new(0),
         rejected: [const { AtomicU64::new(0) }; 4],
         ttft: Histogram::new(TTFT_BUCKETS),
         itl: Histogram::new(ITL_BUCKETS),
@@ -217,6 +232,12 @@ pub fn render() -> String {
     per_engine(&mut out, &engines, "reka:generation_tokens_total", "counter", "Number of generation tokens processed.", |e| load(&e.generation_tokens));
     per_engine(&mut out, &engines, "reka:engine_steps_total", "counter", "Forward passes (batched steps) the engine ran.", |e| load(&e.steps));
     per_engine(&mut out, &engines, "reka:engine_step_sessions_total", "counter", "Sessions in those forward passes, summed (divided by the steps: the mean batch).", |e| load(&e.step_sessions));
+    per_engine(&mut out, &engines, "reka:prefix_cache_queries_total", "counter", "New prompts looked up in the prefix cache.", |e| load(&e.prefix_queries));
+    per_engine(&mut out, &engines, "reka:prefix_cache_hits_total", "counter", "New prompts that reused cached KV positions of an earlier prompt.", |e| load(&e.prefix_hits));
+    per_engine(&mut out, &engines, "reka:prefix_cache_reused_tokens_total", "counter", "Prompt positions whose KV came from the prefix cache instead of a prefill.", |e| load(&e.prefix_reused_tokens));
+    per_engine(&mut out, &engines, "reka:prefix_cache_evictions_total", "counter", "Prefix-cache entries evicted (least recently used) for live sessions or its bound.", |e| load(&e.prefix_evictions));
+    per_engine(&mut out, &engines, "reka:prefix_cache_bytes", "gauge", "Bytes of the KV budget held by the prefix cache (not in kv_cache_bytes_in_use).", |e| load(&e.prefix_bytes));
+    per_engine(&mut out, &engines, "reka:prefix_cache_budget_bytes", "gauge", "The most the prefix cache may hold (0: off).", |e| load(&e.prefix_budget));
     family(&mut out, "reka:requests_rejected_total", "counter", "Sessions the engine refused or shed, by reason.");
     for e in &engines {
         for r in Rejection::ALL {

@@ -85,6 +85,19 @@ impl KvCache {
         self.layers.len() * 2 * self.row * 4
     }
 
+    /// A new cache holding this one's first `len` positions (all it has, if
+    /// fewer), with room for `more` after them.
+    pub fn prefix(&self, len: usize, more: usize) -> KvCache {
+        let len = len.min(self.len);
+        let n = len * self.row;
+        let copy = |v: &Vec<f32>| {
+            let mut c = Vec::with_capacity((len + more) * self.row);
+            c.extend_from_slice(&v[..n]);
+            c
+        };
+        Self { layers: self.layers.iter().map(|(k, v)| (copy(k), copy(v))).collect(), len, row: self.row }
+    }
+
     /// Makes room for `n` more positions in every layer.
     pub fn reserve(&mut self, n: usize) {
         for (k, v) in &mut self.layers {

@@ -5,10 +5,15 @@
 //! model has one engine thread ([`scheduler`]) that batches all its sessions.
 //! A model may also be served under aliases (Spin's `llama2-chat`, say), and
 //! embedding models ([`embedding`]) are graphs beside the language models.
+//! Finished sessions' KV caches are kept for prompts that start the same way
+//! ([`prefix`]).
 
 mod context;
 pub mod embedding;
 pub mod engines;
+pub mod prefix;
+#[cfg(test)]
+mod prefix_tests;
 pub mod scheduler;
 mod tensors;
 

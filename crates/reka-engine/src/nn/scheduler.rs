@@ -15,11 +15,18 @@
 //! a running session; a prompt larger than the whole budget gets `too large` at
 //! once (no retry can succeed). The memory is never exceeded.
 //!
+//! Finished sessions' caches go to the model's prefix cache ([`super::prefix`]):
+//! a new prompt that starts like one of them takes or copies the common
+//! positions and prefills only the rest. What the prefix cache holds counts in
+//! the budget but gives way: entries are evicted, least recently used first,
+//! whenever live sessions need the memory, before any session waits or is shed.
+//!
 //! The engine thread keeps its model's [`EngineMetrics`] (`GET /metrics`): a
 //! session's first step is its prompt, and every step answered with logits is
 //! one generated token (the guest samples one token from each).
 
 use super::engines::{CpuEngine, Engine, EngineStep};
+use super::prefix::{self, Key, PrefixCache};
 use crate::metrics::{self, EngineMetrics, Rejection};
 use crate::model::LoadedModel;
 use reka_protocol::logprobs::{score, Scored};
@@ -47,6 +54,9 @@ pub struct Limits {
     pub admission_timeout: Duration,
     /// Rows (tokens) per engine step: all decodes plus prompt chunks.
     pub step_tokens: usize,
+    /// Most KV memory the prefix cache may hold (0: off); it never holds what
+    /// live sessions need. `usize::MAX`: all of the budget they leave.
+    pub prefix_cache_bytes: usize,
 }
 
 impl Default for Limits {
@@ -56,6 +66,7 @@ impl Default for Limits {
             max_waiting: 64,
             admission_timeout: Duration::from_secs(30),
             step_tokens: 128,
+            prefix_cache_bytes: usize::MAX,
         }
     }
 }
@@ -100,8 +111,9 @@ const GATHER: Duration = Duration::from_millis(2);
 pub type Embeds = Vec<(usize, Vec<f32>)>;
 
 enum Msg {
-    /// `at`: when the session sent it.
-    Step { req: StepRequest, reply: Reply, at: Instant },
+    /// `at`: when the session sent it; `keys`: its ids' prefix-cache keys
+    /// (none with the prefix cache off).
+    Step { req: StepRequest, keys: Vec<Key>, reply: Reply, at: Instant },
     /// Copies `from`'s cache into the new sessions `into`.
     Fork { from: u64, into: Vec<u64>, reply: mpsc::Sender<Result<(), StepError>> },
     Free(u64),
@@ -111,6 +123,8 @@ enum Msg {
 pub struct Scheduler {
     tx: mpsc::Sender<Msg>,
     next: AtomicU64,
+    /// Whether steps carry prefix-cache keys (the prefix cache is on).
+    keyed: bool,
 }
 
 impl Scheduler {
@@ -133,6 +147,11 @@ impl Scheduler {
         let capacity = limits.kv_budget_bytes / per_position;
         let metrics = metrics::engine(model);
         metrics.kv_budget.store((capacity * per_position) as u64, Ordering::Relaxed);
+        let cached = if engine.prefix_cache() { capacity.min(limits.prefix_cache_bytes / per_position) } else { 0 };
+        if limits.prefix_cache_bytes > 0 && !engine.prefix_cache() {
+            tracing::info!(model, device = engine.device(), "prefix cache off: this decoder does not support it");
+        }
+        metrics.prefix_budget.store((cached * per_position) as u64, Ordering::Relaxed);
         let worker = Worker {
             capacity,
             per_position,
@@ -145,11 +164,13 @@ impl Scheduler {
             broken: HashMap::new(),
             jobs: VecDeque::new(),
             used: 0,
+            prefix: PrefixCache::new(cached),
+            history: HashMap::new(),
         };
         std::thread::Builder::new()
             .name("reka-engine".into())
             .spawn(move || worker.run())?;
-        Ok(Arc::new(Self { tx, next: AtomicU64::new(1) }))
+        Ok(Arc::new(Self { tx, next: AtomicU64::new(1), keyed: cached > 0 }))
     }
 
     /// A new session id.
@@ -178,7 +199,9 @@ impl Scheduler {
             .into_iter()
             .map(|req| {
                 let (reply, answer) = mpsc::channel();
-                self.tx.send(Msg::Step { req, reply, at: now }).map(|_| answer).map_err(|_| gone())
+                // Hashing media embeddings is done here, on the session's thread.
+                let keys = if self.keyed { prefix::keys(&req.ids, &req.embeds) } else { Vec::new() };
+                self.tx.send(Msg::Step { req, keys, reply, at: now }).map(|_| answer).map_err(|_| gone())
             })
             .collect();
         answers.into_iter().map(|a| a.and_then(|a| a.recv().map_err(|_| gone())?)).collect()
@@ -202,6 +225,8 @@ impl Scheduler {
 struct Job {
     seq: u64,
     ids: Vec<u32>,
+    /// The ids' prefix-cache keys (empty with the cache off).
+    keys: Vec<Key>,
     embeds: Embeds,
     /// Prompt log-probs: the best ids per position, and the scores so far.
     prompt_top: Option<usize>,
@@ -231,6 +256,11 @@ struct Worker<E: Engine> {
     metrics: Arc<EngineMetrics>,
     /// When each session's last step was answered (inter-token latency).
     last_answer: HashMap<u64, Instant>,
+    /// Finished sessions' caches, for prompts that start the same way.
+    prefix: PrefixCache<E::Cache>,
+    /// The keys of the positions each live session's cache holds (with the
+    /// prefix cache on): what its cache is kept under when it ends.
+    history: HashMap<u64, Vec<Key>>,
 }
 
 impl<E: Engine> Worker<E> {
@@ -287,6 +317,7 @@ impl<E: Engine> Worker<E> {
         m.running.store(self.caches.len() as u64, Ordering::Relaxed);
         m.waiting.store(waiting as u64, Ordering::Relaxed);
         m.kv_bytes.store((self.used * self.per_position) as u64, Ordering::Relaxed);
+        m.prefix_bytes.store((self.prefix.positions() * self.per_position) as u64, Ordering::Relaxed);
     }
 
     /// New sessions queued and the positions their prompts need.
@@ -310,8 +341,14 @@ impl<E: Engine> Worker<E> {
     fn take(&mut self, m: Msg) {
         match m {
             Msg::Free(seq) => {
+                let keys = self.history.remove(&seq);
                 if let Some(c) = self.caches.remove(&seq) {
                     self.used -= E::cache_len(&c);
+                    // Kept only when every position's key is known.
+                    if let Some(keys) = keys.filter(|k| k.len() == E::cache_len(&c)) {
+                        let n = self.prefix.insert(keys, c);
+                        self.metrics.prefix_evictions.fetch_add(n as u64, Ordering::Relaxed);
+                    }
                 }
                 self.jobs.retain(|j| j.seq != seq);
                 self.broken.remove(&seq);
@@ -320,7 +357,7 @@ impl<E: Engine> Worker<E> {
             Msg::Fork { from, into, reply } => {
                 let _ = reply.send(self.fork(from, into));
             }
-            Msg::Step { req: StepRequest { seq, ids, embeds, prompt_top }, reply, at } => {
+            Msg::Step { req: StepRequest { seq, ids, embeds, prompt_top }, keys, reply, at } => {
                 let new = !self.caches.contains_key(&seq);
                 if let Some(e) = self.broken.get(&seq) {
                     let _ = reply.send(Err(e.clone()));
@@ -342,7 +379,7 @@ impl<E: Engine> Worker<E> {
                         self.limits.max_waiting
                     ))));
                 } else {
-                    self.jobs.push_back(Job { seq, ids, embeds, prompt_top, scored: Vec::new(), done: 0, reply, since: at, first: new });
+                    self.jobs.push_back(Job { seq, ids, keys, embeds, prompt_top, scored: Vec::new(), done: 0, reply, since: at, first: new });
                 }
             }
         }
@@ -353,8 +390,9 @@ impl<E: Engine> Worker<E> {
         if let Some(e) = self.broken.get(&from) {
             return Err(e.clone());
         }
+        let len = self.caches.get(&from).map(E::cache_len).ok_or_else(|| StepError::Engine(format!("session {from} has no cache to fork")))?;
+        self.reclaim(self.used + len * into.len(), None);
         let src = self.caches.get(&from).ok_or_else(|| StepError::Engine(format!("session {from} has no cache to fork")))?;
-        let len = E::cache_len(src);
         if self.used + len * into.len() > self.capacity {
             self.metrics.reject(Rejection::Shed);
             return Err(StepError::Overloaded(format!(
@@ -367,9 +405,13 @@ impl<E: Engine> Worker<E> {
             .map(|_| self.engine.fork_cache(src))
             .collect::<anyhow::Result<Vec<_>>>()
             .map_err(|e| StepError::Engine(format!("copying a KV cache: {e}")))?;
+        let keys = self.history.get(&from).cloned();
         for (seq, c) in into.into_iter().zip(copies) {
             self.used += len;
             self.caches.insert(seq, c);
+            if let Some(k) = &keys {
+                self.history.insert(seq, k.clone());
+            }
         }
         Ok(())
     }
@@ -394,7 +436,7 @@ impl<E: Engine> Worker<E> {
             if rows == 0 {
                 break;
             }
-            let (seq, left) = (self.jobs[i].seq, self.jobs[i].ids.len() - self.jobs[i].done);
+            let (seq, mut left) = (self.jobs[i].seq, self.jobs[i].ids.len() - self.jobs[i].done);
             if self.broken.contains_key(&seq) {
                 continue; // shed earlier in this plan; its answer is queued
             }
@@ -411,10 +453,8 @@ impl<E: Engine> Worker<E> {
                     }
                     continue;
                 }
-                match self.engine.new_cache(left) {
-                    Ok(cache) => {
-                        self.caches.insert(seq, cache);
-                    }
+                match self.admit(i, left, reserved) {
+                    Ok(reused) => left -= reused,
                     Err(e) => {
                         failed.push((i, StepError::Engine(format!("allocating the KV cache: {e}"))));
                         continue;
@@ -448,6 +488,7 @@ impl<E: Engine> Worker<E> {
     /// waiting job, if any, is answered `overloaded`) until `n` more positions
     /// for `seq` fit. False when `seq` itself was shed.
     fn make_room(&mut self, seq: u64, n: usize, reserved: usize, plan: &[(usize, usize)], failed: &mut Vec<(usize, StepError)>) -> bool {
+        self.reclaim(self.used + reserved + n, None);
         while self.used + reserved + n > self.capacity {
             let planned: HashSet<u64> = plan.iter().map(|&(p, _)| self.jobs[p].seq).collect();
             let Some(victim) = self.caches.keys().copied().filter(|s| !planned.contains(s)).max() else {
@@ -456,6 +497,7 @@ impl<E: Engine> Worker<E> {
             if let Some(c) = self.caches.remove(&victim) {
                 self.used -= E::cache_len(&c);
             }
+            self.history.remove(&victim);
             self.broken.insert(victim, shed());
             self.metrics.reject(Rejection::Shed);
             if let Some(k) = self.jobs.iter().position(|j| j.seq == victim) {
@@ -466,6 +508,57 @@ impl<E: Engine> Worker<E> {
             }
         }
         true
+    }
+
+    /// Gives new job `i` its cache, for its `left` ids: from the prefix cache
+    /// when its prompt starts like an entry (then only the rest is prefilled),
+    /// else a new one. Entries are evicted first so that the prompt fits
+    /// beside the live sessions and this step's `reserved` rows. Returns the
+    /// positions reused.
+    fn admit(&mut self, i: usize, left: usize, reserved: usize) -> anyhow::Result<usize> {
+        let j = &self.jobs[i];
+        let seq = j.seq;
+        let mut hit = None;
+        // Prompt log-probs need every row's logits: no reuse for them. The
+        // last id is always run (its logits are the answer).
+        if self.prefix.enabled() && j.prompt_top.is_none() && j.done == 0 && j.keys.len() == j.ids.len() {
+            self.metrics.prefix_queries.fetch_add(1, Ordering::Relaxed);
+            hit = self.prefix.lookup(&j.keys[..j.keys.len().saturating_sub(1)]);
+        }
+        let hit = self.reclaim(self.used + reserved + left, hit);
+        let (cache, keys) = match hit {
+            Some(h) if h.whole => {
+                let (keys, mut c) = self.prefix.take(h).ok_or_else(|| anyhow::anyhow!("a prefix-cache entry went missing"))?;
+                self.engine.grow(&mut c, left - h.len)?;
+                (c, Some(keys))
+            }
+            Some(h) => {
+                let src = self.prefix.touch(h).ok_or_else(|| anyhow::anyhow!("a prefix-cache entry went missing"))?;
+                (self.engine.prefix_of(src, h.len, left - h.len)?, Some(self.jobs[i].keys[..h.len].to_vec()))
+            }
+            None => (self.engine.new_cache(left)?, self.prefix.enabled().then(Vec::new)),
+        };
+        let reused = hit.map_or(0, |h| h.len);
+        if reused > 0 {
+            self.metrics.prefix_hits.fetch_add(1, Ordering::Relaxed);
+            self.metrics.prefix_reused_tokens.fetch_add(reused as u64, Ordering::Relaxed);
+        }
+        if let Some(k) = keys {
+            self.history.insert(seq, k);
+        }
+        self.used += reused;
+        self.jobs[i].done += reused;
+        self.caches.insert(seq, cache);
+        Ok(reused)
+    }
+
+    /// Evicts prefix-cache entries, least recently used first and `keep`'s
+    /// last, until they fit beside `live` positions; returns `keep` if it
+    /// is still held.
+    fn reclaim(&mut self, live: usize, keep: Option<prefix::Hit>) -> Option<prefix::Hit> {
+        let (n, keep) = self.prefix.reclaim(live, self.capacity, keep);
+        self.metrics.prefix_evictions.fetch_add(n as u64, Ordering::Relaxed);
+        keep
     }
 
     fn run_step(&mut self, plan: Vec<(usize, usize)>) {
@@ -505,6 +598,12 @@ impl<E: Engine> Worker<E> {
                 for (&(i, n), l) in plan.iter().zip(logits) {
                     self.used += n;
                     let j = &mut self.jobs[i];
+                    if let Some(h) = self.history.get_mut(&j.seq) {
+                        match j.keys.get(j.done..j.done + n) {
+                            Some(k) => h.extend_from_slice(k),
+                            None => drop(self.history.remove(&j.seq)),
+                        }
+                    }
                     let l = match j.prompt_top {
                         None => l,
                         Some(top) => score_rows(j, n, l, top),
@@ -533,6 +632,7 @@ impl<E: Engine> Worker<E> {
                 // The caches may hold part of the step: drop them.
                 for (seq, c) in caches {
                     self.used -= E::cache_len(&c);
+                    self.history.remove(&seq);
                     self.broken.insert(seq, StepError::Engine("an earlier step of this session failed".into()));
                 }
                 for &(i, _) in &plan {

@@ -172,30 +172,42 @@ fn many_with(isa: Isa, ws: &[&Tiled], x: &[f32], t: usize) -> Vec<Vec<f32>> {
     assert!(x.len() >= t * first.cols, "activations shorter than t × cols");
     assert!(isa.supported(), "{isa} is not supported by this CPU");
     let acts: Vec<Q8Row> = x.chunks_exact(first.cols).take(t).map(quantize_q8).collect();
-    let mut yts: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; w.rows * t]).collect();
-    let span = TILES_PER_TASK * TILE;
-    let tasks: Vec<(&Tiled, usize, &mut [f32])> = ws
+    let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; t * w.rows]).collect();
+    let outs: Vec<Out> = ys.iter_mut().map(|y| Out(y.as_mut_ptr())).collect();
+    let tasks: Vec<(&Tiled, usize, &Out)> = ws
         .iter()
-        .zip(yts.iter_mut())
-        .flat_map(|(w, yt)| yt.chunks_mut(span * t).enumerate().map(move |(i, out)| (*w, i * TILES_PER_TASK, out)))
+        .zip(&outs)
+        .flat_map(|(w, out)| (0..w.rows.div_ceil(TILE)).step_by(TILES_PER_TASK).map(move |tile| (*w, tile, out)))
         .collect();
     tasks.into_par_iter().for_each(|(w, first_tile, out)| task(isa, w, first_tile, &acts, out));
-    ws.iter().zip(yts).map(|(w, yt)| crate::rows_to_tokens(yt, w.rows, t)).collect()
+    ys
 }
 
-/// `out[k · t + j]` = row `first_tile · 16 + k` · activation `j`, for the rows
-/// `out` covers.
-fn task(isa: Isa, w: &Tiled, first_tile: usize, acts: &[Q8Row], out: &mut [f32]) {
-    let t = acts.len();
-    let rows_here = out.len() / t;
+/// A `[t, rows]` result that parallel tasks write into at disjoint rows.
+struct Out(*mut f32);
+
+// SAFETY: tasks write disjoint elements (each owns its weight rows), and the
+// vector outlives the parallel pass that writes it.
+#[allow(unsafe_code)]
+unsafe impl Sync for Out {}
+
+/// Rows `first_tile · 16 ..` (up to 4 tiles) times every activation row,
+/// written to `out[j · rows + row]`.
+#[allow(unsafe_code)]
+fn task(isa: Isa, w: &Tiled, first_tile: usize, acts: &[Q8Row], out: &Out) {
     let mut buf = [[0f32; TILE]; COLS];
+    let last_tile = (first_tile + TILES_PER_TASK).min(w.rows.div_ceil(TILE));
     for (g, group) in acts.chunks(COLS).enumerate() {
-        for k in 0..rows_here.div_ceil(TILE) {
-            let tile = first_tile + k;
+        for tile in first_tile..last_tile {
             tile_product(isa, w, tile, group, &mut buf);
-            for (i, row_out) in out[k * TILE * t..].chunks_mut(t).take(TILE).enumerate() {
-                for (c, b) in buf.iter().take(group.len()).enumerate() {
-                    row_out[g * COLS + c] = b[i];
+            let rows_here = (w.rows - tile * TILE).min(TILE);
+            for (c, b) in buf.iter().take(group.len()).enumerate() {
+                let j = g * COLS + c;
+                // SAFETY: row `tile · 16 + i` < rows and `j` < t index inside
+                // the `[t, rows]` vector, and only this task writes these rows.
+                unsafe {
+                    let dst = out.0.add(j * w.rows + tile * TILE);
+                    std::ptr::copy_nonoverlapping(b.as_ptr(), dst, rows_here);
                 }
             }
         }

@@ -273,8 +273,22 @@ impl LocalServer {
     }
 }
 
+/// The CPU's vector extensions, the kernel level in use and which kernels the
+/// model's linears run (with how many linears each).
+pub fn kernel_line(model: &LoadedModel) -> String {
+    let used: Vec<String> = model.decoder.kernels().into_iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+    format!(
+        "CPU: {} (kernels: {}, REKA_CPU_ISA cap {}); linears: {}",
+        reka_kernels::cpu::extensions().join(" "),
+        reka_kernels::cpu::selected(),
+        std::env::var("REKA_CPU_ISA").unwrap_or_else(|_| "none".into()),
+        used.join(", ")
+    )
+}
+
 pub fn run(model: LoadedModel, spec: &BenchSpec) -> Result<()> {
     let model = Arc::new(model);
+    let kernels = kernel_line(&model);
     let app = manifest::App::load(&spec.manifest)?;
     let models = nn::Models::new(vec![(spec.model_name.clone(), model.clone())])?;
     let server = LocalServer::start(app, models)?;
@@ -292,7 +306,8 @@ pub fn run(model: LoadedModel, spec: &BenchSpec) -> Result<()> {
     let (p50, p99) = overhead(&addr, spec.overhead_requests)?;
     server.stop();
 
-    println!("model {} ({}), prompt {:?}, {} tokens, {} threads\n", spec.model_name, spec.model_path.display(), spec.prompt, spec.max_tokens, spec.threads);
+    println!("model {} ({}), prompt {:?}, {} tokens, {} threads", spec.model_name, spec.model_path.display(), spec.prompt, spec.max_tokens, spec.threads);
+    println!("{kernels}\n");
     println!("| path | streams | time to first token (ms) | decode tok/s per stream | aggregate tok/s |");
     println!("|---|---:|---:|---:|---:|");
     for r in &rows {

@@ -155,6 +155,19 @@ impl Llama {
         self.w.as_ref().map_or("none", |w| w.lm_head.kind())
     }
 
+    /// The kernels this decoder's linears run (see [`Linear::kernel`]), with how
+    /// many linears use each.
+    pub fn kernels(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut all = std::collections::BTreeMap::new();
+        if let Some(w) = &self.w {
+            let ls = w.blocks.iter().flat_map(|b| [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down]);
+            for l in ls.chain([&w.lm_head]) {
+                *all.entry(l.kernel()).or_insert(0) += 1;
+            }
+        }
+        all
+    }
+
     /// Root mean square of the token embeddings' values: the scale that
     /// injected (media) embeddings are brought to.
     pub fn embedding_rms(&self) -> Result<f32> {

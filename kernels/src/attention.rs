@@ -133,13 +133,8 @@ unsafe fn attend_one_avx2(qr: &[f32], kv: (&[f32], &[f32]), kvw: usize, keys: us
 }
 
 fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    // The level chosen at run time (capped by REKA_CPU_ISA) covers AVX2 and FMA.
+    crate::cpu::selected() >= crate::cpu::Isa::Avx2
 }
 
 #[inline(always)]

@@ -33,6 +33,7 @@ impl HalfMatrix {
     }
 
     /// Row `r` widened into `out` (`cols` long).
+    #[inline(always)]
     fn widen_row(&self, r: usize, out: &mut [f32]) {
         let row = &self.bits[r * self.cols..(r + 1) * self.cols];
         match self.kind {
@@ -47,7 +48,9 @@ impl HalfMatrix {
     }
 }
 
-/// Dot product with eight independent accumulators, so that it vectorises.
+/// Dot product with eight independent accumulators, so that it vectorises
+/// (inlined into each level's compilation).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ac, at) = a.split_at(a.len() - a.len() % 8);
@@ -65,18 +68,61 @@ const ROWS_PER_TASK: usize = 32;
 
 /// `y = x · Wᵀ` for `t` activation rows `x` `[t, cols]`; returns `[t, rows]`.
 pub fn matmul(w: &HalfMatrix, x: &[f32], t: usize) -> Vec<f32> {
+    matmul_with(crate::cpu::selected(), w, x, t)
+}
+
+/// [`matmul`] compiled for a given level (it must be supported by the CPU).
+/// Every level runs the same code (eight accumulators, multiply then add:
+/// Rust never fuses them), so all give the same bits; the wider ones widen
+/// and multiply more values per instruction.
+pub fn matmul_with(isa: crate::cpu::Isa, w: &HalfMatrix, x: &[f32], t: usize) -> Vec<f32> {
     assert!(x.len() >= t * w.cols, "activations shorter than t × cols");
+    assert!(isa.supported(), "{isa} is not supported by this CPU");
     let mut yt = vec![0f32; w.rows * t]; // [rows, t]: disjoint slices per task
     yt.par_chunks_mut(ROWS_PER_TASK * t).enumerate().for_each(|(i, out)| {
         let mut row = vec![0f32; w.cols];
-        for (k, o) in out.chunks_exact_mut(t).enumerate() {
-            w.widen_row(i * ROWS_PER_TASK + k, &mut row);
-            for (j, v) in o.iter_mut().enumerate() {
-                *v = dot(&row, &x[j * w.cols..(j + 1) * w.cols]);
+        let first = i * ROWS_PER_TASK;
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::cpu::Isa;
+            // SAFETY: `matmul_with` checked that the CPU supports `isa`.
+            #[allow(unsafe_code)]
+            unsafe {
+                match isa {
+                    Isa::Avx512 | Isa::Avx512Vnni => return rows_avx512(w, first, x, t, &mut row, out),
+                    Isa::Avx2 | Isa::AvxVnni => return rows_avx2(w, first, x, t, &mut row, out),
+                    Isa::Scalar => {}
+                }
             }
         }
+        rows(w, first, x, t, &mut row, out)
     });
     crate::rows_to_tokens(yt, w.rows, t)
+}
+
+/// `out[k · t + j]` = row `first + k` · activation row `j`.
+#[inline(always)]
+fn rows(w: &HalfMatrix, first: usize, x: &[f32], t: usize, row: &mut [f32], out: &mut [f32]) {
+    for (k, o) in out.chunks_exact_mut(t).enumerate() {
+        w.widen_row(first + k, row);
+        for (j, v) in o.iter_mut().enumerate() {
+            *v = dot(row, &x[j * w.cols..(j + 1) * w.cols]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_avx2(w: &HalfMatrix, first: usize, x: &[f32], t: usize, row: &mut [f32], out: &mut [f32]) {
+    rows(w, first, x, t, row, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn rows_avx512(w: &HalfMatrix, first: usize, x: &[f32], t: usize, row: &mut [f32], out: &mut [f32]) {
+    rows(w, first, x, t, row, out)
 }
 
 /// Reference for [`matmul`]: every weight widened one at a time, summed in f64.
@@ -120,6 +166,9 @@ mod tests {
                 let x: Vec<f32> = (0..t * cols).map(|_| lcg(&mut s)).collect();
                 let w = HalfMatrix::new(kind, rows, cols, bits).expect("shape");
                 let fast = matmul(&w, &x, t);
+                for isa in crate::cpu::runnable() {
+                    assert_eq!(matmul_with(isa, &w, &x, t), fast, "{kind:?} {isa}: not the same bits");
+                }
                 let slow = matmul_slow(&w, &x, t);
                 for (a, b) in fast.iter().zip(&slow) {
                     assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{kind:?} {rows}x{cols} t={t}: {a} vs {b}");

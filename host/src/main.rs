@@ -172,7 +172,7 @@ struct EngineArgs {
     step_tokens: usize,
     /// Prefix caching: reuse the KV of earlier prompts that start the same way
     /// (a chat's next turn prefills only what is new): on or off.
-    #[arg(long, default_value = "on", env = "REKA_PREFIX_CACHE", value_parser = parse_switch)]
+    #[arg(long, default_value = "on", env = "REKA_PREFIX_CACHE", value_parser = parse_switch, action = clap::ArgAction::Set)]
     prefix_cache: bool,
     /// Most memory the prefix cache may hold, per model, in MiB (default: all
     /// of --kv-budget-mb that live sessions leave; they always come first).

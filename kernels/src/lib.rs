@@ -13,6 +13,12 @@ pub mod cuda;
 pub mod expf;
 pub mod half_matmul;
 pub mod kquant;
+#[cfg(target_arch = "x86_64")]
+mod kquant_avx2;
+pub mod kquant_q8k;
+mod kquant_scalar;
+#[cfg(test)]
+mod kquant_tests;
 pub mod quant;
 pub mod quant_tiles;
 #[cfg(target_arch = "x86_64")]

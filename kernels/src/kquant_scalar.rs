@@ -80,9 +80,9 @@ pub(crate) fn decode_k(kt: KType, blk: &[u8]) -> Decoded {
                 let (n, j, l) = (v / 128, (v % 128) / 32, v % 32);
                 o.q[v] = ((qs[32 * n + l] >> (2 * j)) & 3) as i8;
             }
-            for g in 0..16 {
-                o.scale[g] = (sc[g] & 0xF) as i32;
-                o.min[g] = (sc[g] >> 4) as i32;
+            for (g, &b) in sc.iter().enumerate() {
+                o.scale[g] = (b & 0xF) as i32;
+                o.min[g] = (b >> 4) as i32;
             }
         }
         KType::Q3K => {
@@ -124,8 +124,8 @@ pub(crate) fn decode_k(kt: KType, blk: &[u8]) -> Decoded {
                 let hi = (qh[32 * n + l] >> (2 * g)) & 3;
                 o.q[v] = (lo | (hi << 4)) as i8 - 32;
             }
-            for g in 0..16 {
-                o.scale[g] = sc[g] as i8 as i32;
+            for (s, &b) in o.scale.iter_mut().zip(sc) {
+                *s = b as i8 as i32;
             }
         }
         KType::Q5_0 | KType::Q5_1 => unreachable!("not a K-quant"),
@@ -220,9 +220,9 @@ pub(crate) fn dot_k(kt: KType, row: &[u8], a: &Q8K) -> f32 {
         let (mut sumi, mut summs) = (0i32, 0i32);
         for g in 0..16 {
             let (mut s, mut sa) = (0i32, 0i32);
-            for v in 16 * g..16 * (g + 1) {
-                s += dec.q[v] as i32 * qa[v] as i32;
-                sa += qa[v] as i32;
+            for (&q, &x) in dec.q[16 * g..16 * (g + 1)].iter().zip(&qa[16 * g..16 * (g + 1)]) {
+                s += q as i32 * x as i32;
+                sa += x as i32;
             }
             sumi += dec.scale[g] * s;
             summs += dec.min[g] * sa;

@@ -24,6 +24,10 @@ pub enum QType {
     Q4_1,
     /// `{d: f16, qs: [i8; 32]}`, `x = q · d`.
     Q8_0,
+    /// `{d: f16, qh: u32, qs: [u8; 16]}`, `x = (q - 16) · d`, q's fifth bit in `qh`.
+    Q5_0,
+    /// `{d: f16, m: f16, qh: u32, qs: [u8; 16]}`, `x = q · d + m`.
+    Q5_1,
 }
 
 impl QType {
@@ -33,7 +37,50 @@ impl QType {
             QType::Q4_0 => 18,
             QType::Q4_1 => 20,
             QType::Q8_0 => 34,
+            QType::Q5_0 => 22,
+            QType::Q5_1 => 24,
         }
+    }
+
+    /// Where a block's 16 bytes of low nibbles start (Q4 and Q5 types).
+    pub(crate) fn nibbles_at(self) -> usize {
+        match self {
+            QType::Q4_0 => 2,
+            QType::Q4_1 => 4,
+            QType::Q5_0 => 6,
+            QType::Q5_1 => 8,
+            QType::Q8_0 => 2,
+        }
+    }
+
+    /// Whether values carry an offset `m` (`x = q · d + m`).
+    pub(crate) fn has_min(self) -> bool {
+        matches!(self, QType::Q4_1 | QType::Q5_1)
+    }
+
+    /// The quants' implicit offset (`x = (q - off) · d`): 8 for Q4_0, 16 for Q5_0.
+    pub(crate) fn offset(self) -> i32 {
+        match self {
+            QType::Q4_0 => 8,
+            QType::Q5_0 => 16,
+            _ => 0,
+        }
+    }
+}
+
+/// Value `j` (0..32) of a Q4/Q5 block's quants, unsigned, with Q5's fifth bit.
+#[inline(always)]
+pub(crate) fn nibble_quant(qtype: QType, blk: &[u8], j: usize) -> i32 {
+    let at = qtype.nibbles_at();
+    let byte = blk[at + j % 16];
+    let q = if j < 16 { byte & 0x0F } else { byte >> 4 } as i32;
+    match qtype {
+        QType::Q5_0 | QType::Q5_1 => {
+            let h = at - 4;
+            let qh = u32::from_le_bytes([blk[h], blk[h + 1], blk[h + 2], blk[h + 3]]);
+            q | (((qh >> j) & 1) as i32) << 4
+        }
+        _ => q,
     }
 }
 
@@ -88,22 +135,20 @@ impl QMatrix {
             let o = &mut out[b * BLOCK..(b + 1) * BLOCK];
             let d = f16_at(chunk, 0);
             match self.qtype {
-                QType::Q4_0 => {
-                    for j in 0..16 {
-                        o[j] = ((chunk[2 + j] & 0x0F) as f32 - 8.0) * d;
-                        o[j + 16] = ((chunk[2 + j] >> 4) as f32 - 8.0) * d;
-                    }
-                }
-                QType::Q4_1 => {
-                    let m = f16_at(chunk, 2);
-                    for j in 0..16 {
-                        o[j] = (chunk[4 + j] & 0x0F) as f32 * d + m;
-                        o[j + 16] = (chunk[4 + j] >> 4) as f32 * d + m;
-                    }
-                }
                 QType::Q8_0 => {
                     for j in 0..BLOCK {
                         o[j] = chunk[2 + j] as i8 as f32 * d;
+                    }
+                }
+                qt if qt.has_min() => {
+                    let m = f16_at(chunk, 2);
+                    for (j, v) in o.iter_mut().enumerate() {
+                        *v = nibble_quant(qt, chunk, j) as f32 * d + m;
+                    }
+                }
+                qt => {
+                    for (j, v) in o.iter_mut().enumerate() {
+                        *v = (nibble_quant(qt, chunk, j) - qt.offset()) as f32 * d;
                     }
                 }
             }
@@ -176,31 +221,24 @@ pub fn quantize_q8(x: &[f32]) -> Q8Row {
 fn block_sumi(qtype: QType, blk: &[u8], a: &Q8Row, b: usize) -> i32 {
     let qa = &a.qs[b * BLOCK..(b + 1) * BLOCK];
     match qtype {
-        QType::Q4_0 | QType::Q4_1 => {
-            let qs = &blk[if qtype == QType::Q4_0 { 2 } else { 4 }..];
-            let mut sumi = 0i32;
-            for j in 0..16 {
-                sumi += (qs[j] & 0x0F) as i32 * qa[j] as i32 + (qs[j] >> 4) as i32 * qa[j + 16] as i32;
-            }
-            if qtype == QType::Q4_0 {
-                sumi - 8 * a.isum[b]
-            } else {
-                sumi
-            }
-        }
         QType::Q8_0 => (0..BLOCK).map(|j| blk[2 + j] as i8 as i32 * qa[j] as i32).sum(),
+        qt => {
+            let sumi: i32 = (0..BLOCK).map(|j| nibble_quant(qt, blk, j) * qa[j] as i32).sum();
+            sumi - qt.offset() * a.isum[b]
+        }
     }
 }
 
 /// The scalar reference of one weight row · one activation row, in the order
 /// every SIMD variant keeps per lane (so they all give these bits): per block,
-/// `acc = fma(Σq_w·q_a, d_w·d_a, acc)`, then for Q4_1 `acc = fma(m_w, s_a, acc)`.
+/// `acc = fma(Σq_w·q_a, d_w·d_a, acc)`, then for Q4_1 and Q5_1
+/// `acc = fma(m_w, s_a, acc)`.
 pub(crate) fn dot_row(qtype: QType, w: &[u8], a: &Q8Row) -> f32 {
     let mut acc = 0f32;
     for (b, blk) in w.chunks_exact(qtype.block_bytes()).enumerate() {
         let sumi = block_sumi(qtype, blk, a, b);
         acc = (sumi as f32).mul_add(f16_at(blk, 0) * a.d[b], acc);
-        if qtype == QType::Q4_1 {
+        if qtype.has_min() {
             acc = f16_at(blk, 2).mul_add(a.s[b], acc);
         }
     }
@@ -264,6 +302,8 @@ pub(crate) mod tests {
             QType::Q4_0 => GgmlDType::Q4_0,
             QType::Q4_1 => GgmlDType::Q4_1,
             QType::Q8_0 => GgmlDType::Q8_0,
+            QType::Q5_0 => GgmlDType::Q5_0,
+            QType::Q5_1 => GgmlDType::Q5_1,
         };
         let t = candle_core::Tensor::from_vec(w.to_vec(), (rows, cols), &candle_core::Device::Cpu).expect("tensor");
         let q = QTensor::quantize(&t, dtype).expect("quantize");
@@ -278,7 +318,7 @@ pub(crate) mod tests {
         let (rows, cols, t) = (200, 256, 3);
         let w = noise(1, rows * cols);
         let x = noise(2, t * cols);
-        for qt in [QType::Q4_0, QType::Q4_1, QType::Q8_0] {
+        for qt in crate::quant_tiles::TYPES {
             let (m, cm) = candle_matrix(qt, &w, rows, cols);
             let fast = matmul(&m, &x, t);
             let slow = matmul_slow(&m, &x, t);
@@ -299,7 +339,7 @@ pub(crate) mod tests {
         let (rows, cols, t) = (130, 96, 7);
         let w = noise(3, rows * cols);
         let x = noise(4, t * cols);
-        for qt in [QType::Q4_0, QType::Q4_1, QType::Q8_0] {
+        for qt in crate::quant_tiles::TYPES {
             let (m, _) = candle_matrix(qt, &w, rows, cols);
             let all = matmul(&m, &x, t);
             for j in 0..t {

@@ -43,12 +43,23 @@ pub struct Tiled {
 
 /// Byte offset of the quants within a tile-block.
 pub(crate) fn quants_at(qtype: QType) -> usize {
-    if qtype == QType::Q4_1 {
+    let highs = if matches!(qtype, QType::Q5_0 | QType::Q5_1) { 64 } else { 0 };
+    highs_at(qtype) + highs
+}
+
+/// Byte offset of the Q5 types' fifth bits within a tile-block (after the
+/// scales): row `i`'s 4 bytes at `4i`, byte `k` holding the bits of values
+/// `4k..4k+4` in its low nibble and of values `16+4k..16+4k+4` in its high one.
+pub(crate) fn highs_at(qtype: QType) -> usize {
+    if qtype.has_min() {
         64
     } else {
         32
     }
 }
+
+/// Every block type the tiles compute with.
+pub const TYPES: [QType; 5] = [QType::Q4_0, QType::Q4_1, QType::Q8_0, QType::Q5_0, QType::Q5_1];
 
 impl Tiled {
     /// Repacks a GGUF-layout matrix.
@@ -58,11 +69,8 @@ impl Tiled {
         let tiles = m.rows.div_ceil(TILE);
         let mut data = vec![0u8; tiles * nb * TILE * bb];
         let src = m.bytes();
-        let (qsrc, groups) = match m.qtype {
-            QType::Q4_0 => (2, 4),
-            QType::Q4_1 => (4, 4),
-            QType::Q8_0 => (2, 8),
-        };
+        let qsrc = m.qtype.nibbles_at();
+        let groups = if m.qtype == QType::Q8_0 { 8 } else { 4 };
         let qdst = quants_at(m.qtype);
         for r in 0..m.rows {
             let (tile, i) = (r / TILE, r % TILE);
@@ -70,8 +78,16 @@ impl Tiled {
                 let blk = &src[(r * nb + b) * bb..(r * nb + b + 1) * bb];
                 let out = &mut data[(tile * nb + b) * TILE * bb..(tile * nb + b + 1) * TILE * bb];
                 out[2 * i..2 * i + 2].copy_from_slice(&blk[0..2]);
-                if m.qtype == QType::Q4_1 {
+                if m.qtype.has_min() {
                     out[32 + 2 * i..34 + 2 * i].copy_from_slice(&blk[2..4]);
+                }
+                if matches!(m.qtype, QType::Q5_0 | QType::Q5_1) {
+                    let h = qsrc - 4;
+                    let qh = u32::from_le_bytes([blk[h], blk[h + 1], blk[h + 2], blk[h + 3]]);
+                    let at = highs_at(m.qtype) + 4 * i;
+                    for k in 0..4 {
+                        out[at + k] = (((qh >> (4 * k)) & 0xF) | (((qh >> (16 + 4 * k)) & 0xF) << 4)) as u8;
+                    }
                 }
                 for k in 0..groups {
                     let at = qdst + 64 * k + 4 * i;
@@ -126,13 +142,13 @@ fn self_check(isa: Isa) -> bool {
         s
     };
     let x: Vec<f32> = (0..t * cols).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
-    [QType::Q4_0, QType::Q4_1, QType::Q8_0].into_iter().all(|qt| {
+    TYPES.into_iter().all(|qt| {
         let data: Vec<u8> = (0..rows * cols / BLOCK * qt.block_bytes())
             .map(|i| {
                 // Scales (the f16 fields) kept small and finite; quants random.
                 let v = next() as u8;
                 let at = i % qt.block_bytes();
-                if at < if qt == QType::Q4_1 { 4 } else { 2 } {
+                if at < if qt.has_min() { 4 } else { 2 } {
                     if at % 2 == 1 {
                         0x2c + (v & 3)
                     } else {
@@ -247,29 +263,27 @@ fn scalar_tile(qtype: QType, data: &[u8], nb: usize, acts: &[Q8Row], out: &mut [
                 let blk = &data[b * bb..(b + 1) * bb];
                 let ya = &a.qs[b * BLOCK..(b + 1) * BLOCK];
                 let mut sumi = 0i32;
-                match qtype {
-                    QType::Q8_0 => {
-                        for k in 0..8 {
-                            for j in 0..4 {
-                                sumi += blk[q + 64 * k + 4 * i + j] as i8 as i32 * ya[4 * k + j] as i32;
-                            }
+                if qtype == QType::Q8_0 {
+                    for k in 0..8 {
+                        for j in 0..4 {
+                            sumi += blk[q + 64 * k + 4 * i + j] as i8 as i32 * ya[4 * k + j] as i32;
                         }
                     }
-                    QType::Q4_0 | QType::Q4_1 => {
-                        for k in 0..4 {
-                            for j in 0..4 {
-                                let byte = blk[q + 64 * k + 4 * i + j];
-                                sumi += (byte & 0x0F) as i32 * ya[4 * k + j] as i32
-                                    + (byte >> 4) as i32 * ya[16 + 4 * k + j] as i32;
-                            }
-                        }
-                        if qtype == QType::Q4_0 {
-                            sumi -= 8 * a.isum[b];
+                } else {
+                    let five = matches!(qtype, QType::Q5_0 | QType::Q5_1);
+                    for k in 0..4 {
+                        let highs = if five { blk[highs_at(qtype) + 4 * i + k] as i32 } else { 0 };
+                        for j in 0..4 {
+                            let byte = blk[q + 64 * k + 4 * i + j];
+                            let lo = (byte & 0x0F) as i32 | ((highs >> j) & 1) << 4;
+                            let hi = (byte >> 4) as i32 | ((highs >> (4 + j)) & 1) << 4;
+                            sumi += lo * ya[4 * k + j] as i32 + hi * ya[16 + 4 * k + j] as i32;
                         }
                     }
+                    sumi -= qtype.offset() * a.isum[b];
                 }
                 acc = (sumi as f32).mul_add(f16_at(blk, 2 * i) * a.d[b], acc);
-                if qtype == QType::Q4_1 {
+                if qtype.has_min() {
                     acc = f16_at(blk, 32 + 2 * i).mul_add(a.s[b], acc);
                 }
             }
@@ -283,7 +297,6 @@ mod tests {
     use super::*;
     use crate::quant::tests::{candle_matrix, noise};
 
-    const TYPES: [QType; 3] = [QType::Q4_0, QType::Q4_1, QType::Q8_0];
 
     /// Every variant this CPU runs gives the bits of the scalar reference on
     /// the GGUF layout, for batch sizes on both sides of the 4-row passes and

@@ -54,6 +54,7 @@ fn qt_index(q: QType) -> i32 {
         QType::Q4_0 => 0,
         QType::Q4_1 => 1,
         QType::Q8_0 => 2,
+        QType::Q5_0 | QType::Q5_1 => unreachable!("the GPU weights widen 5-bit blocks to bf16 (gpu/weights.rs)"),
     }
 }
 
@@ -62,6 +63,7 @@ fn qt_name(q: QType) -> &'static str {
         QType::Q4_0 => "q4_0",
         QType::Q4_1 => "q4_1",
         QType::Q8_0 => "q8_0",
+        QType::Q5_0 | QType::Q5_1 => unreachable!("the GPU weights widen 5-bit blocks to bf16 (gpu/weights.rs)"),
     }
 }
 

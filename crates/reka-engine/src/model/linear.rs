@@ -1,17 +1,20 @@
 //! A weight matrix as the decoder uses it: GGUF blocks that our kernels compute
-//! with directly (Q4_0, Q4_1, Q8_0, in llama.cpp's numerics, on all cores),
-//! bf16/f16 matrices kept 16-bit (our kernel widens a row at a time), or a candle
-//! [`QMatMul`] for every other format (K-quants, f32 tensors).
+//! with directly, in llama.cpp's numerics, on all cores (Q4_0, Q4_1, Q5_0,
+//! Q5_1, Q8_0 in 16-row tiles; the K-quants Q2_K … Q6_K), bf16/f16 matrices
+//! kept 16-bit (our kernel widens a row at a time), or a candle [`QMatMul`]
+//! for every other format (other GGUF types, f32 tensors).
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
 use reka_kernels::half_matmul::{self, HalfMatrix, HalfType};
 use reka_kernels::quant::{QMatrix, QType};
+use reka_kernels::kquant::{self, KMatrix, KType};
 use reka_kernels::quant_tiles::{self, Tiled};
 
 /// `y = x · Wᵀ` for `x` `[t, in]`.
 pub enum Linear {
     Blocks(Tiled),
+    KQuant(KMatrix),
     Half(HalfMatrix),
     Candle(QMatMul),
 }
@@ -23,8 +26,23 @@ impl Linear {
             GgmlDType::Q4_0 => Some(QType::Q4_0),
             GgmlDType::Q4_1 => Some(QType::Q4_1),
             GgmlDType::Q8_0 => Some(QType::Q8_0),
+            GgmlDType::Q5_0 => Some(QType::Q5_0),
+            GgmlDType::Q5_1 => Some(QType::Q5_1),
             _ => None,
         };
+        let ktype = match q.dtype() {
+            GgmlDType::Q2K => Some(KType::Q2K),
+            GgmlDType::Q3K => Some(KType::Q3K),
+            GgmlDType::Q4K => Some(KType::Q4K),
+            GgmlDType::Q5K => Some(KType::Q5K),
+            GgmlDType::Q6K => Some(KType::Q6K),
+            _ => None,
+        };
+        if let Some(kt) = ktype {
+            let (rows, cols) = q.shape().dims2()?;
+            let m = KMatrix::new(kt, rows, cols, q.data()?.into_owned()).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            return Ok(Linear::KQuant(m));
+        }
         match qtype {
             Some(qt) => {
                 let (rows, cols) = q.shape().dims2()?;
@@ -50,7 +68,8 @@ impl Linear {
     pub fn kernel(&self) -> String {
         match self {
             Linear::Blocks(m) => format!("{} tiles/{}", format!("{:?}", m.qtype).to_lowercase(), quant_tiles::level()),
-            Linear::Half(m) => format!("{} rows", if m.kind == HalfType::Bf16 { "bf16" } else { "f16" }),
+            Linear::KQuant(m) => format!("{} rows/{}", format!("{:?}", m.ktype).to_lowercase(), kquant::level()),
+            Linear::Half(m) => format!("{} rows/{}", if m.kind == HalfType::Bf16 { "bf16" } else { "f16" }, reka_kernels::cpu::selected()),
             Linear::Candle(QMatMul::QTensor(q)) => format!("candle {:?}", q.dtype()).to_lowercase(),
             Linear::Candle(_) => "candle f32".into(),
         }
@@ -64,7 +83,7 @@ impl Linear {
     /// How the weights are held: `blocks`, `bf16`, `f16` or `candle`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Linear::Blocks(_) => "blocks",
+            Linear::Blocks(_) | Linear::KQuant(_) => "blocks",
             Linear::Half(m) if m.kind == HalfType::Bf16 => "bf16",
             Linear::Half(_) => "f16",
             Linear::Candle(_) => "candle",
@@ -78,6 +97,10 @@ impl Linear {
                 let (t, xs) = rows_of(x, m.cols)?;
                 Tensor::from_vec(quant_tiles::matmul(m, &xs, t), (t, m.rows), x.device())
             }
+            Linear::KQuant(m) => {
+                let (t, xs) = rows_of(x, m.cols)?;
+                Tensor::from_vec(kquant::matmul(m, &xs, t), (t, m.rows), x.device())
+            }
             Linear::Half(m) => {
                 let (t, xs) = rows_of(x, m.cols)?;
                 Tensor::from_vec(half_matmul::matmul(m, &xs, t), (t, m.rows), x.device())
@@ -89,20 +112,34 @@ impl Linear {
 /// `[t, rows]` results of several linears that read the same `x` `[t, in]`:
 /// block weights share one quantization of `x` and one parallel pass.
 pub fn forward_many(ls: &[&Linear], x: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let blocks: Option<Vec<&Tiled>> = ls
+    let tiles: Option<Vec<&Tiled>> = ls
         .iter()
         .map(|l| match l {
             Linear::Blocks(m) => Some(m),
             _ => None,
         })
         .collect();
-    match blocks {
-        Some(ms) if !ms.is_empty() => {
-            let (t, xs) = rows_of(x, ms[0].cols)?;
-            if ms.iter().any(|m| m.cols != ms[0].cols) {
-                return Err(candle_core::Error::Msg("linears of one pass must share their input width".into()));
-            }
+    let kquants: Option<Vec<&KMatrix>> = ls
+        .iter()
+        .map(|l| match l {
+            Linear::KQuant(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    let cols = |c: Vec<usize>| -> Result<usize> {
+        match c.split_first() {
+            Some((first, rest)) if rest.iter().all(|c| c == first) => Ok(*first),
+            _ => Err(candle_core::Error::Msg("linears of one pass must share their input width".into())),
+        }
+    };
+    match (tiles, kquants) {
+        (Some(ms), _) if !ms.is_empty() => {
+            let (t, xs) = rows_of(x, cols(ms.iter().map(|m| m.cols).collect())?)?;
             Ok(quant_tiles::matmul_many(&ms, &xs, t))
+        }
+        (_, Some(ms)) if !ms.is_empty() => {
+            let (t, xs) = rows_of(x, cols(ms.iter().map(|m| m.cols).collect())?)?;
+            Ok(kquant::matmul_many(&ms, &xs, t))
         }
         _ => ls.iter().map(|l| l.forward(x)?.flatten_all()?.to_vec1::<f32>()).collect(),
     }

@@ -17,6 +17,7 @@ pub mod gpu {
 }
 
 pub mod bench;
+pub mod bench_kernels;
 pub mod bench_media;
 pub mod bench_tower;
 pub mod access;

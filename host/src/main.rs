@@ -70,6 +70,9 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
+    /// Every quantized matmul kernel in every variant this CPU runs, side by
+    /// side: ms per call and multiply-adds per second at 1, 4 and 16 rows.
+    BenchKernels,
     /// Measure the engine alone, the full HTTP path and llama.cpp side by side.
     Bench {
         /// A GGUF file or checkpoint directory (default: the default model).
@@ -290,6 +293,7 @@ fn main() -> Result<()> {
             shard_gb,
         } => write_checkpoint(&preset, &out, seed, dtype, shard_gb),
         Cmd::Soak(args) => reka_host::soak::run(&args),
+        Cmd::BenchKernels => reka_host::bench_kernels::run(),
         Cmd::BenchTower { towers, repeats } => reka_host::bench_tower::run(&towers, repeats),
         Cmd::BenchMedia { model, manifest, repeats } => {
             let spec = match model {

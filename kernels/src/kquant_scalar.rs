@@ -185,15 +185,28 @@ pub(crate) fn dequantize_block(kt: KType, blk: &[u8], out: &mut [f32]) {
     }
 }
 
-/// The float steps of one K block, shared by every variant: with the block's
-/// exact `sumi = Σ scale·q·a` and `summs = Σ min·a`,
-/// `acc = fma(sumi, d_a·d, acc)` then (with mins) `acc = fma(−summs, d_a·dmin, acc)`.
+/// Whether the block has a second f16 (`dmin`, or Q5_1's `m`).
 #[inline(always)]
-pub(crate) fn combine_k(kt: KType, blk: &[u8], da: f32, sumi: i32, summs: i32, acc: f32) -> f32 {
+pub(crate) const fn has_second(kt: KType) -> bool {
+    has_mins(kt) || matches!(kt, KType::Q5_1)
+}
+
+/// A block's f16 `d` and its `dmin` / `m` (0 when it has none), as f32.
+#[inline(always)]
+pub(crate) fn block_scales(kt: KType, blk: &[u8]) -> (f32, f32) {
     let (d_at, m_at) = d_offsets(kt);
-    let acc = (sumi as f32).mul_add(da * f16_at(blk, d_at), acc);
+    (f16_at(blk, d_at), if has_second(kt) { f16_at(blk, m_at) } else { 0.0 })
+}
+
+/// The float steps of one K block, shared by every variant: with the block's
+/// `(d, dmin)` ([`block_scales`]) and exact `sumi = Σ scale·q·a` and
+/// `summs = Σ min·a`, `acc = fma(sumi, d_a·d, acc)` then (with mins)
+/// `acc = fma(−summs, d_a·dmin, acc)`.
+#[inline(always)]
+pub(crate) fn combine_k(kt: KType, (d, dmin): (f32, f32), da: f32, sumi: i32, summs: i32, acc: f32) -> f32 {
+    let acc = (sumi as f32).mul_add(da * d, acc);
     if has_mins(kt) {
-        (-(summs as f32)).mul_add(da * f16_at(blk, m_at), acc)
+        (-(summs as f32)).mul_add(da * dmin, acc)
     } else {
         acc
     }
@@ -202,10 +215,10 @@ pub(crate) fn combine_k(kt: KType, blk: &[u8], da: f32, sumi: i32, summs: i32, a
 /// The float steps of one Q5_0 / Q5_1 block: `acc = fma(sumi, d·d_a, acc)`,
 /// then for Q5_1 `acc = fma(m, s_a, acc)` (as [`crate::quant`] does Q4_1).
 #[inline(always)]
-pub(crate) fn combine_5(kt: KType, blk: &[u8], a: &Q8Row, b: usize, sumi: i32, acc: f32) -> f32 {
-    let acc = (sumi as f32).mul_add(f16_at(blk, 0) * a.d[b], acc);
+pub(crate) fn combine_5(kt: KType, (d, m): (f32, f32), a: &Q8Row, b: usize, sumi: i32, acc: f32) -> f32 {
+    let acc = (sumi as f32).mul_add(d * a.d[b], acc);
     if kt == KType::Q5_1 {
-        f16_at(blk, 2).mul_add(a.s[b], acc)
+        m.mul_add(a.s[b], acc)
     } else {
         acc
     }
@@ -227,7 +240,7 @@ pub(crate) fn dot_k(kt: KType, row: &[u8], a: &Q8K) -> f32 {
             sumi += dec.scale[g] * s;
             summs += dec.min[g] * sa;
         }
-        acc = combine_k(kt, blk, a.d[b], sumi, summs, acc);
+        acc = combine_k(kt, block_scales(kt, blk), a.d[b], sumi, summs, acc);
     }
     acc
 }
@@ -240,7 +253,7 @@ pub(crate) fn dot_5(kt: KType, row: &[u8], a: &Q8Row) -> f32 {
         let q = quants_5(kt, blk);
         let qa = &a.qs[b * BLOCK..(b + 1) * BLOCK];
         let sumi: i32 = q.iter().zip(qa).map(|(&w, &x)| (w as i32 - off) * x as i32).sum();
-        acc = combine_5(kt, blk, a, b, sumi, acc);
+        acc = combine_5(kt, block_scales(kt, blk), a, b, sumi, acc);
     }
     acc
 }

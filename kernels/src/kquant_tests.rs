@@ -65,6 +65,22 @@ fn every_variant_gives_the_reference_bits() {
     assert!(level() <= crate::cpu::selected());
 }
 
+/// Q5_0 / Q5_1 rows whose block count is not a multiple of the AVX2 kernel's
+/// group of 8 blocks (the tail takes another path).
+#[test]
+fn q5_rows_with_a_partial_group_give_the_reference_bits() {
+    let (rows, cols, t) = (9, 11 * 32, 6);
+    let x = noise(12, t * cols);
+    for kt in [KType::Q5_0, KType::Q5_1] {
+        for w in weights(kt, rows, cols, 13) {
+            let want = matmul_with(Isa::Scalar, &w, &x, t);
+            for isa in runnable() {
+                assert_eq!(bits(&matmul_with(isa, &w, &x, t)), bits(&want), "{kt:?} {isa}");
+            }
+        }
+    }
+}
+
 #[test]
 fn batched_rows_give_the_same_bits_as_single_rows() {
     let (rows, cols, t) = (130, 256, 7);

@@ -63,6 +63,10 @@ fn every_variant_gives_the_reference_bits() {
         }
     }
     assert!(level() <= crate::cpu::selected());
+    // The self-check passes wherever AVX2 is selected (else `level` fell back).
+    if cfg!(target_arch = "x86_64") && crate::cpu::selected() >= Isa::Avx2 {
+        assert_eq!(level(), Isa::Avx2);
+    }
 }
 
 /// Q5_0 / Q5_1 rows whose block count is not a multiple of the AVX2 kernel's

@@ -83,7 +83,7 @@ pub fn run() -> Result<()> {
             }
         }
     }
-    for kt in KType::ALL.into_iter().filter(|k| k.is_k()) {
+    for kt in KType::ALL {
         let n = ROWS * COLS / kt.block_size() * kt.block_bytes();
         let m = KMatrix::new(kt, ROWS, COLS, bytes(n, 5, None))?;
         for isa in cpu::runnable().into_iter().filter(|i| *i <= kquant::level()) {

@@ -1,9 +1,12 @@
-//! GGUF's K-quant formats (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) and the 5-bit block
-//! formats (Q5_0, Q5_1) as matrix products, in llama.cpp's numerics: weights
-//! stay in the file's blocks; activations are quantized as ggml does for the
-//! format's `vec_dot_type` (Q8_K for the K-quants, see [`crate::kquant_q8k`];
-//! Q8_0 / Q8_1 for Q5_0 / Q5_1, [`crate::quant::quantize_q8`]); every block's
-//! dot product is an exact integer sum, then one or two f32 FMAs.
+//! GGUF's K-quant formats (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K: 256-value super-blocks)
+//! as matrix products, in llama.cpp's numerics: weights stay in the file's
+//! blocks; activations are quantized as ggml does for their `vec_dot_type`,
+//! Q8_K (see [`crate::kquant_q8k`]); every block's dot product is an exact
+//! integer sum, then one or two f32 FMAs.
+//!
+//! The 32-value block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, with Q8_0 / Q8_1
+//! activations) are not here: they live in [`crate::quant`] (GGUF layout,
+//! scalar reference) and [`crate::quant_tiles`] (the decoder's tiled kernels).
 //!
 //! Variants: the scalar reference ([`crate::kquant_scalar`]) and AVX2
 //! ([`crate::kquant_avx2`]), which performs the same float operations in the
@@ -15,18 +18,13 @@
 use crate::cpu::Isa;
 use crate::kquant_q8k::{quantize_q8k, Q8K, QK_K};
 use crate::kquant_scalar as scalar;
-use crate::quant::{quantize_q8, Q8Row, ShapeError, BLOCK};
+use crate::quant::ShapeError;
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
-/// The formats this module multiplies.
-#[allow(non_camel_case_types)]
+/// The formats this module multiplies: the K-quants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KType {
-    /// 32 values: `{d: f16, qh: u32, qs: [u8; 16]}`, `x = (q − 16) · d`.
-    Q5_0,
-    /// 32 values: `{d, m: f16, qh: u32, qs: [u8; 16]}`, `x = q · d + m`.
-    Q5_1,
     /// 256 values, 2 bits, 16 sub-blocks with 4-bit scales and mins.
     Q2K,
     /// 256 values, 3 bits, 16 sub-blocks with 6-bit signed scales.
@@ -41,22 +39,16 @@ pub enum KType {
 
 impl KType {
     /// Every format, in ggml's type order.
-    pub const ALL: [KType; 7] = [KType::Q5_0, KType::Q5_1, KType::Q2K, KType::Q3K, KType::Q4K, KType::Q5K, KType::Q6K];
+    pub const ALL: [KType; 5] = [KType::Q2K, KType::Q3K, KType::Q4K, KType::Q5K, KType::Q6K];
 
-    /// Values per block.
+    /// Values per block (256 for every K-quant).
     pub fn block_size(self) -> usize {
-        if self.is_k() {
-            QK_K
-        } else {
-            BLOCK
-        }
+        QK_K
     }
 
     /// Bytes per block.
     pub fn block_bytes(self) -> usize {
         match self {
-            KType::Q5_0 => 22,
-            KType::Q5_1 => 24,
             KType::Q2K => 84,
             KType::Q3K => 110,
             KType::Q4K => 144,
@@ -68,8 +60,6 @@ impl KType {
     /// ggml's `ggml_type` number (as in GGUF tensor infos).
     pub fn ggml_type_id(self) -> u32 {
         match self {
-            KType::Q5_0 => 6,
-            KType::Q5_1 => 7,
             KType::Q2K => 10,
             KType::Q3K => 11,
             KType::Q4K => 12,
@@ -81,11 +71,6 @@ impl KType {
     /// The format with ggml type number `id`, if this module handles it.
     pub fn from_ggml_type_id(id: u32) -> Option<KType> {
         KType::ALL.into_iter().find(|k| k.ggml_type_id() == id)
-    }
-
-    /// Whether this is a 256-value K-quant (Q8_K activations).
-    pub fn is_k(self) -> bool {
-        !matches!(self, KType::Q5_0 | KType::Q5_1)
     }
 }
 
@@ -139,23 +124,11 @@ impl KMatrix {
     }
 }
 
-/// `x` (length a multiple of the block size) quantized as ggml quantizes it
-/// for `ktype`'s dot products, in ggml's bytes: `block_q8_K` for the
-/// K-quants, `block_q8_0` for Q5_0, `block_q8_1` for Q5_1.
-pub fn activation_bytes(ktype: KType, x: &[f32]) -> Vec<u8> {
-    if ktype.is_k() {
-        return quantize_q8k(x).to_ggml_bytes();
-    }
-    let q = quantize_q8(x);
-    let mut out = Vec::new();
-    for (b, d) in q.d.iter().enumerate() {
-        out.extend_from_slice(&half::f16::from_f32(*d).to_le_bytes());
-        if ktype == KType::Q5_1 {
-            out.extend_from_slice(&half::f16::from_f32(q.s[b]).to_le_bytes());
-        }
-        out.extend(q.qs[b * BLOCK..(b + 1) * BLOCK].iter().map(|&v| v as u8));
-    }
-    out
+/// `x` (length a multiple of 256) quantized as ggml quantizes it for the
+/// K-quants' dot products, in ggml's bytes (`block_q8_K`). The 32-value block
+/// formats' activations are [`crate::quant::q8_bytes`].
+pub fn activation_bytes(x: &[f32]) -> Vec<u8> {
+    quantize_q8k(x).to_ggml_bytes()
 }
 
 /// The implemented variant that runs for level `isa`.
@@ -221,7 +194,7 @@ pub(crate) fn random_blocks(kt: KType, n: usize, seed: u64) -> Vec<u8> {
         })
         .collect();
     let (d_at, m_at) = scalar::d_offsets(kt);
-    let has_m = scalar::has_mins(kt) || kt == KType::Q5_1;
+    let has_m = scalar::has_mins(kt);
     for (i, blk) in out.chunks_exact_mut(kt.block_bytes()).enumerate() {
         let d = half::f16::from_f32(0.001 + 0.0001 * (i % 7) as f32);
         blk[d_at..d_at + 2].copy_from_slice(&d.to_le_bytes());
@@ -258,28 +231,22 @@ impl Kernels {
     }
 
     /// `out[c] = row · act c` for every activation row.
-    fn dots(self, kt: KType, row: &[u8], acts_k: &[Q8K], acts_8: &[Q8Row], out: &mut [f32]) {
-        match (self, kt.is_k()) {
+    fn dots(self, kt: KType, row: &[u8], acts: &[Q8K], out: &mut [f32]) {
+        match self {
             #[cfg(target_arch = "x86_64")]
-            (Kernels::Avx2(k), true) => k.dots_k(kt, row, acts_k, out),
-            #[cfg(target_arch = "x86_64")]
-            (Kernels::Avx2(k), false) => k.dots_5(kt, row, acts_8, out),
-            (Kernels::Scalar, true) => {
-                for (o, a) in out.iter_mut().zip(acts_k) {
+            Kernels::Avx2(k) => k.dots_k(kt, row, acts, out),
+            Kernels::Scalar => {
+                for (o, a) in out.iter_mut().zip(acts) {
                     *o = scalar::dot_k(kt, row, a);
-                }
-            }
-            (Kernels::Scalar, false) => {
-                for (o, a) in out.iter_mut().zip(acts_8) {
-                    *o = scalar::dot_5(kt, row, a);
                 }
             }
         }
     }
 }
 
-/// Every weight times the same `x`, by the variant for level `isa`: the activations are quantized once per kind, and all the
-/// weights' row chunks go over the rayon pool in one pass.
+/// Every weight times the same `x`, by the variant for level `isa`: the
+/// activations are quantized once, and all the weights' row chunks go over
+/// the rayon pool in one pass.
 fn run(isa: Isa, ws: &[&KMatrix], x: &[f32], t: usize) -> Vec<Vec<f32>> {
     let Some(first) = ws.first() else { return Vec::new() };
     let cols = first.cols;
@@ -289,9 +256,7 @@ fn run(isa: Isa, ws: &[&KMatrix], x: &[f32], t: usize) -> Vec<Vec<f32>> {
         return ws.iter().map(|_| Vec::new()).collect();
     }
     let kernels = Kernels::new(isa);
-    let xs = || x.chunks_exact(cols).take(t);
-    let acts_k: Vec<Q8K> = if ws.iter().any(|w| w.ktype.is_k()) { xs().map(quantize_q8k).collect() } else { Vec::new() };
-    let acts_8: Vec<Q8Row> = if ws.iter().any(|w| !w.ktype.is_k()) { xs().map(quantize_q8).collect() } else { Vec::new() };
+    let acts: Vec<Q8K> = x.chunks_exact(cols).take(t).map(quantize_q8k).collect();
     let mut yts: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; w.rows * t]).collect();
     let tasks: Vec<(usize, usize, &mut [f32])> = yts
         .iter_mut()
@@ -301,7 +266,7 @@ fn run(isa: Isa, ws: &[&KMatrix], x: &[f32], t: usize) -> Vec<Vec<f32>> {
     tasks.into_par_iter().for_each(|(i, j, out)| {
         let w = ws[i];
         for (k, o) in out.chunks_exact_mut(t).enumerate() {
-            kernels.dots(w.ktype, w.row(j * ROWS_PER_TASK + k), &acts_k, &acts_8, o);
+            kernels.dots(w.ktype, w.row(j * ROWS_PER_TASK + k), &acts, o);
         }
     });
     yts.into_iter().zip(ws).map(|(yt, w)| crate::rows_to_tokens(yt, w.rows, t)).collect()

@@ -16,8 +16,7 @@
 
 use crate::kquant::KType;
 use crate::kquant_q8k::{Q8K, QK_K};
-use crate::kquant_scalar::{combine_5, combine_k, d_offsets, has_second, scale_min_k4, scales_q3k};
-use crate::quant::{Q8Row, BLOCK};
+use crate::kquant_scalar::{combine_k, d_offsets, has_mins, scale_min_k4, scales_q3k};
 use std::arch::x86_64::*;
 
 /// How far ahead of the block in use the weights are prefetched, in bytes (a
@@ -34,11 +33,11 @@ impl Avx2 {
         crate::cpu::Isa::Avx2.supported().then_some(Avx2(()))
     }
 
-    /// `out[c] = row · acts[c]` for every activation row, K-quant weights.
-    /// Panics unless `row` holds whole blocks of `kt` and each activation row
-    /// as many Q8_K blocks.
+    /// `out[c] = row · acts[c]` for every activation row. Panics unless
+    /// `row` holds whole blocks of `kt` and each activation row as many Q8_K
+    /// blocks.
     pub(crate) fn dots_k(self, kt: KType, row: &[u8], acts: &[Q8K], out: &mut [f32]) {
-        assert!(kt.is_k() && row.len().is_multiple_of(kt.block_bytes()));
+        assert!(row.len().is_multiple_of(kt.block_bytes()));
         let nb = row.len() / kt.block_bytes();
         assert!(acts.iter().all(|a| a.qs.len() >= nb * QK_K && a.bsums.len() >= nb * 16 && a.d.len() >= nb));
         assert!(out.len() >= acts.len());
@@ -56,26 +55,6 @@ impl Avx2 {
             }
         }
     }
-
-    /// `out[c] = row · acts[c]` for every activation row, Q5_0 / Q5_1 weights
-    /// with Q8_0 / Q8_1 activation rows. Panics on sizes as [`Avx2::dots_k`].
-    pub(crate) fn dots_5(self, kt: KType, row: &[u8], acts: &[Q8Row], out: &mut [f32]) {
-        assert!(!kt.is_k() && row.len().is_multiple_of(kt.block_bytes()));
-        let nb = row.len() / kt.block_bytes();
-        assert!(acts.iter().all(|a| a.qs.len() >= nb * BLOCK && a.d.len() >= nb && a.s.len() >= nb));
-        assert!(out.len() >= acts.len());
-        for (a, o) in acts.chunks(4).zip(out.chunks_mut(4)) {
-            // SAFETY: as in `dots_k`.
-            unsafe {
-                match a.len() {
-                    1 => q5::<1>(kt, row, a, o),
-                    2 => q5::<2>(kt, row, a, o),
-                    3 => q5::<3>(kt, row, a, o),
-                    _ => q5::<4>(kt, row, a, o),
-                }
-            }
-        }
-    }
 }
 
 unsafe fn by_cols_k<const C: usize>(kt: KType, row: &[u8], a: &[Q8K], o: &mut [f32]) {
@@ -85,7 +64,6 @@ unsafe fn by_cols_k<const C: usize>(kt: KType, row: &[u8], a: &[Q8K], o: &mut [f
         KType::Q4K => q45k::<C, false>(row, a, o),
         KType::Q5K => q45k::<C, true>(row, a, o),
         KType::Q6K => q6k::<C>(row, a, o),
-        KType::Q5_0 | KType::Q5_1 => unreachable!("not a K-quant"),
     }
 }
 
@@ -98,13 +76,13 @@ unsafe fn mac<const C: usize>(acc: &mut [__m256i; C], q: __m256i, sc: __m256i, q
     }
 }
 
-/// A block's `d` and `dmin` / `m` (0 without) by F16C: the same values as
+/// A block's `d` and `dmin` (0 without) by F16C: the same values as
 /// the reference's [`crate::kquant_scalar::block_scales`] (the conversion is exact).
 #[inline(always)]
 unsafe fn scales_f16c(kt: KType, p: *const u8) -> (f32, f32) {
     let (d_at, m_at) = d_offsets(kt);
     let d = (p.add(d_at) as *const u16).read_unaligned() as i32;
-    let m = if has_second(kt) { (p.add(m_at) as *const u16).read_unaligned() as i32 } else { 0 };
+    let m = if has_mins(kt) { (p.add(m_at) as *const u16).read_unaligned() as i32 } else { 0 };
     let v = _mm_cvtph_ps(_mm_cvtsi32_si128(d | (m << 16)));
     (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_shuffle_ps::<0b01>(v, v)))
 }
@@ -293,104 +271,6 @@ unsafe fn q6k<const C: usize>(row: &[u8], a: &[Q8K], o: &mut [f32]) {
             let off = _mm256_slli_epi32::<5>(_mm256_madd_epi16(s16, bsums(&a[c], b)));
             let sumi = hsum(_mm256_sub_epi32(acc[c], off));
             acc_f[c] = combine_k(kt, dm, a[c].d[b], sumi, 0, acc_f[c]);
-        }
-    }
-    o[..C].copy_from_slice(&acc_f);
-}
-
-/// A Q5_0 / Q5_1 block's 32 quants (0..=31), value `v` in byte `v`.
-#[inline(always)]
-unsafe fn quants_5(p: *const u8, at: usize) -> __m256i {
-    let qs = _mm_loadu_si128(p.add(at + 4) as *const __m128i);
-    let low4 = _mm_set1_epi8(0xF);
-    let nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16::<4>(qs), low4), _mm_and_si128(qs, low4));
-    // Bit v of qh to byte v: byte v takes qh's byte v / 8, then all bits but
-    // bit v % 8 are set, so the byte is all ones exactly when bit v is.
-    let qh = (p.add(at) as *const i32).read_unaligned();
-    let spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(qh),
-        _mm256_setr_epi8(
-            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
-            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
-        ),
-    );
-    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
-    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi8(-1));
-    _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
-}
-
-/// The lane sums of 8 vectors, in order (a tree of `vphaddd`).
-#[inline(always)]
-unsafe fn hsum8(v: &[__m256i; 8]) -> [i32; 8] {
-    let t01 = _mm256_hadd_epi32(v[0], v[1]);
-    let t23 = _mm256_hadd_epi32(v[2], v[3]);
-    let t45 = _mm256_hadd_epi32(v[4], v[5]);
-    let t67 = _mm256_hadd_epi32(v[6], v[7]);
-    // Low 128 bits: blocks 0..4 (4..8) from the low lanes; high: from the high lanes.
-    let u0 = _mm256_hadd_epi32(t01, t23);
-    let u1 = _mm256_hadd_epi32(t45, t67);
-    let s = _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(u0, u1), _mm256_permute2x128_si256::<0x31>(u0, u1));
-    let mut out = [0i32; 8];
-    _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, s);
-    out
-}
-
-/// Blocks per group of the Q5 kernel: their 8 integer sums are reduced together.
-const GROUP: usize = 8;
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5<const C: usize>(kt: KType, row: &[u8], a: &[Q8Row], o: &mut [f32]) {
-    let signed = kt == KType::Q5_0;
-    let at = if signed { 2 } else { 4 };
-    let bb = kt.block_bytes();
-    let qa: [*const i8; C] = std::array::from_fn(|c| a[c].qs.as_ptr());
-    let ones = _mm256_set1_epi16(1);
-    let sixteen = _mm256_set1_epi8(16);
-    // Q5_0's quants are q − 16: multiply |q − 16| by a with q − 16's sign.
-    let weights = |p: *const u8| {
-        let q = quants_5(p, at);
-        if signed {
-            let w = _mm256_sub_epi8(q, sixteen);
-            (w, _mm256_abs_epi8(w))
-        } else {
-            (q, q)
-        }
-    };
-    let block_sum = |w: __m256i, wu: __m256i, c: usize, b: usize| {
-        let mut av = _mm256_loadu_si256(qa[c].add(b * BLOCK) as *const __m256i);
-        if signed {
-            av = _mm256_sign_epi8(av, w);
-        }
-        _mm256_madd_epi16(_mm256_maddubs_epi16(wu, av), ones)
-    };
-    let mut acc_f = [0f32; C];
-    let nb = row.len() / bb;
-    let full = nb / GROUP * GROUP;
-    for b0 in (0..full).step_by(GROUP) {
-        let p = row.as_ptr().add(b0 * bb);
-        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8);
-        let mut w = [_mm256_setzero_si256(); GROUP];
-        let mut wu = [_mm256_setzero_si256(); GROUP];
-        let mut dm = [(0f32, 0f32); GROUP];
-        for j in 0..GROUP {
-            (w[j], wu[j]) = weights(p.add(j * bb));
-            dm[j] = scales_f16c(kt, p.add(j * bb));
-        }
-        for c in 0..C {
-            let v: [__m256i; GROUP] = std::array::from_fn(|j| block_sum(w[j], wu[j], c, b0 + j));
-            let sums = hsum8(&v);
-            for (j, &sumi) in sums.iter().enumerate() {
-                acc_f[c] = combine_5(kt, dm[j], &a[c], b0 + j, sumi, acc_f[c]);
-            }
-        }
-    }
-    for b in full..nb {
-        let blk = &row[b * bb..(b + 1) * bb];
-        let (w, wu) = weights(blk.as_ptr());
-        let dm = scales_f16c(kt, blk.as_ptr());
-        for c in 0..C {
-            let sumi = hsum(block_sum(w, wu, c, b));
-            acc_f[c] = combine_5(kt, dm, &a[c], b, sumi, acc_f[c]);
         }
     }
     o[..C].copy_from_slice(&acc_f);

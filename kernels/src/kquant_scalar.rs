@@ -2,8 +2,7 @@
 //! quants, scales and mins exactly as ggml's `dequantize_row_*` reads them, the
 //! dequantization in ggml's float order, and one weight row · one activation
 //! row with exact integer block sums followed by the float steps of
-//! [`combine_k`] / [`combine_5`], which the SIMD variants share (so they give
-//! these bits).
+//! [`combine_k`], which the SIMD variants share (so they give these bits).
 //!
 //! Block layouts (ggml-common.h), bytes:
 //! - Q2_K (84): `scales[16]` (low nibble scale, high nibble min), `qs[64]`, `d`, `dmin`.
@@ -11,11 +10,9 @@
 //! - Q4_K (144): `d`, `dmin`, `scales[12]` (8 scales + 8 mins, 6 bits), `qs[128]`.
 //! - Q5_K (176): `d`, `dmin`, `scales[12]`, `qh[32]`, `qs[128]`.
 //! - Q6_K (210): `ql[128]`, `qh[64]`, `scales[16]` (i8), `d`.
-//! - Q5_0 (22): `d`, `qh[4]`, `qs[16]`; Q5_1 (24): `d`, `m`, `qh[4]`, `qs[16]`.
 
 use crate::kquant::KType;
 use crate::kquant_q8k::{Q8K, QK_K};
-use crate::quant::{Q8Row, BLOCK};
 use half::f16;
 
 #[inline(always)]
@@ -31,7 +28,6 @@ pub(crate) const fn d_offsets(kt: KType) -> (usize, usize) {
         KType::Q3K => (108, 0),
         KType::Q4K | KType::Q5K => (0, 2),
         KType::Q6K => (208, 0),
-        KType::Q5_0 | KType::Q5_1 => (0, 2),
     }
 }
 
@@ -70,7 +66,7 @@ pub(crate) struct Decoded {
     pub min: [i32; 16],
 }
 
-/// Decodes one K block (`kt` a K-quant).
+/// Decodes one K block.
 pub(crate) fn decode_k(kt: KType, blk: &[u8]) -> Decoded {
     let mut o = Decoded { q: [0; QK_K], scale: [0; 16], min: [0; 16] };
     match kt {
@@ -128,74 +124,34 @@ pub(crate) fn decode_k(kt: KType, blk: &[u8]) -> Decoded {
                 *s = b as i8 as i32;
             }
         }
-        KType::Q5_0 | KType::Q5_1 => unreachable!("not a K-quant"),
     }
     o
 }
 
-/// The 32 unsigned 5-bit quants of a Q5_0 / Q5_1 block (`0..=31`).
-#[inline(always)]
-pub(crate) fn quants_5(kt: KType, blk: &[u8]) -> [u8; BLOCK] {
-    let at = if kt == KType::Q5_0 { 2 } else { 4 };
-    let qh = u32::from_le_bytes([blk[at], blk[at + 1], blk[at + 2], blk[at + 3]]);
-    let qs = &blk[at + 4..at + 20];
-    std::array::from_fn(|v| {
-        let nib = if v < 16 { qs[v] & 0xF } else { qs[v - 16] >> 4 };
-        nib | ((((qh >> v) & 1) as u8) << 4)
-    })
-}
-
-/// Dequantizes one block of `kt` into `out` (`kt.block_size()` values), in
-/// ggml's float order: `(d·scale)·q − dmin·min` (two roundings; ggml's
-/// `dl * q - ml`), `(d·scale)·q` for Q3_K / Q6_K, `q·d` (Q5_0, q signed) and
-/// `q·d + m` (Q5_1).
+/// Dequantizes one block of `kt` into `out` (256 values), in ggml's float
+/// order: `(d·scale)·q − dmin·min` (two roundings; ggml's `dl * q - ml`), and
+/// `(d·scale)·q` for Q3_K / Q6_K.
 pub(crate) fn dequantize_block(kt: KType, blk: &[u8], out: &mut [f32]) {
-    match kt {
-        KType::Q5_0 | KType::Q5_1 => {
-            let d = f16_at(blk, 0);
-            let q = quants_5(kt, blk);
-            if kt == KType::Q5_0 {
-                for (o, &q) in out.iter_mut().zip(&q) {
-                    *o = (q as i32 - 16) as f32 * d;
-                }
-            } else {
-                let m = f16_at(blk, 2);
-                for (o, &q) in out.iter_mut().zip(&q) {
-                    *o = q as f32 * d + m;
-                }
-            }
+    let (d, dmin) = block_scales(kt, blk);
+    let dec = decode_k(kt, blk);
+    if has_mins(kt) {
+        for (v, o) in out.iter_mut().enumerate().take(QK_K) {
+            let dl = d * dec.scale[v / 16] as f32;
+            let ml = dmin * dec.min[v / 16] as f32;
+            *o = dl * dec.q[v] as f32 - ml;
         }
-        _ => {
-            let (da, ma) = d_offsets(kt);
-            let d = f16_at(blk, da);
-            let dec = decode_k(kt, blk);
-            if has_mins(kt) {
-                let dmin = f16_at(blk, ma);
-                for (v, o) in out.iter_mut().enumerate().take(QK_K) {
-                    let dl = d * dec.scale[v / 16] as f32;
-                    let ml = dmin * dec.min[v / 16] as f32;
-                    *o = dl * dec.q[v] as f32 - ml;
-                }
-            } else {
-                for (v, o) in out.iter_mut().enumerate().take(QK_K) {
-                    *o = d * dec.scale[v / 16] as f32 * dec.q[v] as f32;
-                }
-            }
+    } else {
+        for (v, o) in out.iter_mut().enumerate().take(QK_K) {
+            *o = d * dec.scale[v / 16] as f32 * dec.q[v] as f32;
         }
     }
 }
 
-/// Whether the block has a second f16 (`dmin`, or Q5_1's `m`).
-#[inline(always)]
-pub(crate) const fn has_second(kt: KType) -> bool {
-    has_mins(kt) || matches!(kt, KType::Q5_1)
-}
-
-/// A block's f16 `d` and its `dmin` / `m` (0 when it has none), as f32.
+/// A block's f16 `d` and its `dmin` (0 when it has none), as f32.
 #[inline(always)]
 pub(crate) fn block_scales(kt: KType, blk: &[u8]) -> (f32, f32) {
     let (d_at, m_at) = d_offsets(kt);
-    (f16_at(blk, d_at), if has_second(kt) { f16_at(blk, m_at) } else { 0.0 })
+    (f16_at(blk, d_at), if has_mins(kt) { f16_at(blk, m_at) } else { 0.0 })
 }
 
 /// The float steps of one K block, shared by every variant: with the block's
@@ -207,18 +163,6 @@ pub(crate) fn combine_k(kt: KType, (d, dmin): (f32, f32), da: f32, sumi: i32, su
     let acc = (sumi as f32).mul_add(da * d, acc);
     if has_mins(kt) {
         (-(summs as f32)).mul_add(da * dmin, acc)
-    } else {
-        acc
-    }
-}
-
-/// The float steps of one Q5_0 / Q5_1 block: `acc = fma(sumi, d·d_a, acc)`,
-/// then for Q5_1 `acc = fma(m, s_a, acc)` (as [`crate::quant`] does Q4_1).
-#[inline(always)]
-pub(crate) fn combine_5(kt: KType, (d, m): (f32, f32), a: &Q8Row, b: usize, sumi: i32, acc: f32) -> f32 {
-    let acc = (sumi as f32).mul_add(d * a.d[b], acc);
-    if kt == KType::Q5_1 {
-        m.mul_add(a.s[b], acc)
     } else {
         acc
     }
@@ -241,19 +185,6 @@ pub(crate) fn dot_k(kt: KType, row: &[u8], a: &Q8K) -> f32 {
             summs += dec.min[g] * sa;
         }
         acc = combine_k(kt, block_scales(kt, blk), a.d[b], sumi, summs, acc);
-    }
-    acc
-}
-
-/// One Q5_0 / Q5_1 weight row · one Q8_0 / Q8_1 activation row.
-pub(crate) fn dot_5(kt: KType, row: &[u8], a: &Q8Row) -> f32 {
-    let off = if kt == KType::Q5_0 { 16 } else { 0 };
-    let mut acc = 0f32;
-    for (b, blk) in row.chunks_exact(kt.block_bytes()).enumerate() {
-        let q = quants_5(kt, blk);
-        let qa = &a.qs[b * BLOCK..(b + 1) * BLOCK];
-        let sumi: i32 = q.iter().zip(qa).map(|(&w, &x)| (w as i32 - off) * x as i32).sum();
-        acc = combine_5(kt, block_scales(kt, blk), a, b, sumi, acc);
     }
     acc
 }

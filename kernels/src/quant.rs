@@ -215,6 +215,22 @@ pub fn quantize_q8(x: &[f32]) -> Q8Row {
     row
 }
 
+/// [`quantize_q8`] of `x` (length a multiple of 32) in ggml's bytes: per block
+/// `block_q8_0` (`d: f16, qs: [i8; 32]`), or with `with_sum` `block_q8_1`
+/// (`d: f16, s: f16, qs: [i8; 32]`), the activations of Q4_1 / Q5_1.
+pub fn q8_bytes(x: &[f32], with_sum: bool) -> Vec<u8> {
+    let q = quantize_q8(x);
+    let mut out = Vec::with_capacity(q.d.len() * (BLOCK + if with_sum { 4 } else { 2 }));
+    for (b, &d) in q.d.iter().enumerate() {
+        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+        if with_sum {
+            out.extend_from_slice(&f16::from_f32(q.s[b]).to_le_bytes());
+        }
+        out.extend(q.qs[b * BLOCK..(b + 1) * BLOCK].iter().map(|&v| v as u8));
+    }
+    out
+}
+
 /// The integer part of block `b`'s dot product: `Σ q_w · q_a`, with Q4_0's
 /// offset of 8 taken off through the activations' exact block sum.
 #[inline(always)]

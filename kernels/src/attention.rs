@@ -88,7 +88,7 @@ pub fn attention(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usi
                 return;
             }
             let _ = fast;
-            attend_one(qr, kv, kvw, keys, scale, round_probs, scores, o);
+            attend_one::<false>(qr, kv, kvw, keys, scale, round_probs, scores, o);
         },
     );
     out
@@ -98,24 +98,76 @@ pub fn attention(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usi
 /// head's group, rows `kvw` apart), softmax, weighted sum of values into `o`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attend_one(qr: &[f32], kv: (&[f32], &[f32]), kvw: usize, keys: usize, scale: f32, round_probs: bool, scores: &mut Vec<f32>, o: &mut [f32]) {
+fn attend_one<const SIMD: bool>(qr: &[f32], kv: (&[f32], &[f32]), kvw: usize, keys: usize, scale: f32, round_probs: bool, scores: &mut Vec<f32>, o: &mut [f32]) {
     let hd = o.len();
     let (k, v) = kv;
+    // Plain loops, not iterator adapters: a `Vec::extend` of a map (or a
+    // `fold`) is a separate generic function that is not inlined here, so it
+    // ran without this function's AVX2 (28% of a long prefill).
     scores.clear();
-    scores.extend((0..keys).map(|p| dot(qr, &k[p * kvw..][..hd]) * scale));
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for s in scores.iter_mut() {
+    scores.resize(keys, 0.0);
+    let mut max = f32::NEG_INFINITY;
+    let lanes = SIMD && cfg!(target_arch = "x86_64") && hd % 8 == 0;
+    for (p, s) in scores.iter_mut().enumerate() {
+        let kr = &k[p * kvw..][..hd];
+        #[cfg(target_arch = "x86_64")]
+        if lanes {
+            // SAFETY: SIMD is set only by `attend_one_avx2` (AVX2 checked);
+            // both rows hold `hd` values, a multiple of 8.
+            #[allow(unsafe_code)]
+            {
+                *s = unsafe { crate::rows_x86::dot_lanes(qr, kr) } * scale;
+            }
+            max = max.max(*s);
+            continue;
+        }
+        *s = dot(qr, kr) * scale;
+        max = max.max(*s);
+    }
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if SIMD {
+        // SAFETY: SIMD is set only by `attend_one_avx2`, whose caller checked
+        // AVX2 and FMA.
+        #[allow(unsafe_code)]
+        {
+            done = unsafe { crate::rows_x86::exp_minus(scores, max) };
+        }
+    }
+    for s in scores[done..].iter_mut() {
         *s = crate::expf::exp(*s - max);
-        sum += *s;
+    }
+    // The sum in position order, whichever path took the exponentials.
+    let mut sum = 0f32;
+    for s in scores.iter() {
+        sum += s;
     }
     for s in scores.iter_mut() {
         *s /= sum;
-        if round_probs {
-            *s = f16::from_f32(*s).to_f32();
+    }
+    if round_probs {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if SIMD {
+            // SAFETY: as above (F16C comes with the AVX2 level).
+            #[allow(unsafe_code)]
+            {
+                done = unsafe { crate::rows_x86::round_f16(scores) };
+            }
         }
+        round_f16(&mut scores[done..]);
     }
     o.fill(0.0);
+    #[cfg(target_arch = "x86_64")]
+    if lanes {
+        // SAFETY: as above; `v` holds `keys` rows `kvw` apart from the head's
+        // group, each with `hd` values.
+        #[allow(unsafe_code)]
+        unsafe {
+            crate::rows_x86::weigh_rows(o, scores, v, kvw)
+        };
+        return;
+    }
     for (p, &w) in scores.iter().enumerate() {
         for (acc, x) in o.iter_mut().zip(&v[p * kvw..][..hd]) {
             *acc += w * x;
@@ -123,13 +175,13 @@ fn attend_one(qr: &[f32], kv: (&[f32], &[f32]), kvw: usize, keys: usize, scale: 
     }
 }
 
-/// [`attend_one`] compiled for AVX2/FMA (the same operations in the same order,
-/// eight lanes wide).
+/// [`attend_one`] compiled for AVX2/FMA/F16C (the same operations in the same
+/// order, eight lanes wide; exponentials and f16 rounding on eight lanes).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 #[allow(unsafe_code, clippy::too_many_arguments)]
 unsafe fn attend_one_avx2(qr: &[f32], kv: (&[f32], &[f32]), kvw: usize, keys: usize, scale: f32, round_probs: bool, scores: &mut Vec<f32>, o: &mut [f32]) {
-    attend_one(qr, kv, kvw, keys, scale, round_probs, scores, o)
+    attend_one::<true>(qr, kv, kvw, keys, scale, round_probs, scores, o)
 }
 
 fn has_avx2() -> bool {
@@ -204,6 +256,40 @@ mod tests {
             let slow = attention_slow(h, &q, t, &k, &v, start);
             for (a, b) in fast.iter().zip(&slow) {
                 assert!((a - b).abs() < 1e-5, "{h:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// The vector path (exponentials, f16 rounding on eight lanes) gives the
+    /// scalar path's bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_and_scalar_paths_give_the_same_bits() {
+        if !has_avx2() {
+            eprintln!("attention: no AVX2 here; the vector path is not tested");
+            return;
+        }
+        let h = Heads { heads: 9, kv_heads: 3, head_dim: 64, scale: 0.125, round_probs: true };
+        let mut s = 21;
+        let (start, t) = (37, 5);
+        let q = noise(t * h.q_width(), &mut s);
+        let (k, v) = (noise((start + t) * h.kv_width(), &mut s), noise((start + t) * h.kv_width(), &mut s));
+        for round_probs in [true, false] {
+            let h = Heads { round_probs, ..h };
+            for i in 0..t {
+                for head in 0..h.heads {
+                    let qr = &q[i * h.q_width() + head * 64..][..64];
+                    let kv = (&k[(head / 3) * 64..], &v[(head / 3) * 64..]);
+                    let (mut a, mut b) = (vec![0f32; 64], vec![0f32; 64]);
+                    let mut scores = Vec::new();
+                    attend_one::<false>(qr, kv, h.kv_width(), start + i + 1, h.scale, round_probs, &mut scores, &mut a);
+                    // SAFETY: AVX2 checked above.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        attend_one_avx2(qr, kv, h.kv_width(), start + i + 1, h.scale, round_probs, &mut scores, &mut b)
+                    };
+                    assert_eq!(a, b, "row {i} head {head} round_probs {round_probs}");
+                }
             }
         }
     }

@@ -101,3 +101,82 @@ pub(crate) unsafe fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, f32, i32) 
     let h = |f: f32| _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(_mm_set_ss(f))));
     (h(d), h(sum as f32 * d), sum)
 }
+
+/// `s[i] = exp(s[i] - max)` for whole groups of 8 (the sum is left to the
+/// caller, in its order); returns how many values it did.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn exp_minus(s: &mut [f32], max: f32) -> usize {
+    let n = s.len() / 8 * 8;
+    let m = _mm256_set1_ps(max);
+    for i in (0..n).step_by(8) {
+        let p = s.as_mut_ptr().add(i);
+        _mm256_storeu_ps(p, exp8(_mm256_sub_ps(_mm256_loadu_ps(p), m)));
+    }
+    n
+}
+
+/// Rounds whole groups of 8 values to f16 precision (nearest, ties to even,
+/// as `half::f16::from_f32`); returns how many values it did.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn round_f16(x: &mut [f32]) -> usize {
+    let n = x.len() / 8 * 8;
+    for i in (0..n).step_by(8) {
+        let p = x.as_mut_ptr().add(i);
+        let h = _mm256_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(_mm256_loadu_ps(p));
+        _mm256_storeu_ps(p, _mm256_cvtph_ps(h));
+    }
+    n
+}
+
+/// [`crate::attention`]'s `dot` on eight lanes: lane `i` sums `a[i + 8c] ·
+/// b[i + 8c]` over `c` in order (multiply, then add), then the lanes are
+/// added in order, as the scalar code does. `a.len()` must be a multiple of 8.
+///
+/// # Safety
+/// The CPU must support AVX2; `b` holds at least `a.len()` values.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert!(a.len() % 8 == 0 && b.len() >= a.len());
+    let mut acc = _mm256_setzero_ps();
+    for c in (0..a.len()).step_by(8) {
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a.as_ptr().add(c)), _mm256_loadu_ps(b.as_ptr().add(c))));
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+    let tail: f32 = [0f32; 0].iter().sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `o[d] += w[p] · v[p · stride + d]` for every `p` in order, `o` held in
+/// registers 64 values at a time. `o.len()` must be a multiple of 8.
+///
+/// # Safety
+/// The CPU must support AVX2; `v` holds `w.len()` rows of `stride` values
+/// (the last one at least `o.len()`).
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn weigh_rows(o: &mut [f32], w: &[f32], v: &[f32], stride: usize) {
+    debug_assert!(o.len() % 8 == 0);
+    for (base, chunk) in o.chunks_mut(64).enumerate() {
+        let n = chunk.len() / 8;
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (c, a) in acc.iter_mut().take(n).enumerate() {
+            *a = _mm256_loadu_ps(chunk.as_ptr().add(8 * c));
+        }
+        for (p, &wp) in w.iter().enumerate() {
+            let wv = _mm256_set1_ps(wp);
+            let row = v.as_ptr().add(p * stride + base * 64);
+            for (c, a) in acc.iter_mut().take(n).enumerate() {
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, _mm256_loadu_ps(row.add(8 * c))));
+            }
+        }
+        for (c, a) in acc.iter().take(n).enumerate() {
+            _mm256_storeu_ps(chunk.as_mut_ptr().add(8 * c), *a);
+        }
+    }
+}

@@ -107,7 +107,7 @@ fn attend_one<const SIMD: bool>(qr: &[f32], kv: (&[f32], &[f32]), kvw: usize, ke
     scores.clear();
     scores.resize(keys, 0.0);
     let mut max = f32::NEG_INFINITY;
-    let lanes = SIMD && cfg!(target_arch = "x86_64") && hd % 8 == 0;
+    let lanes = SIMD && cfg!(target_arch = "x86_64") && hd.is_multiple_of(8);
     for (p, s) in scores.iter_mut().enumerate() {
         let kr = &k[p * kvw..][..hd];
         #[cfg(target_arch = "x86_64")]

@@ -142,7 +142,7 @@ pub(crate) unsafe fn round_f16(x: &mut [f32]) -> usize {
 /// The CPU must support AVX2; `b` holds at least `a.len()` values.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert!(a.len() % 8 == 0 && b.len() >= a.len());
+    debug_assert!(a.len().is_multiple_of(8) && b.len() >= a.len());
     let mut acc = _mm256_setzero_ps();
     for c in (0..a.len()).step_by(8) {
         acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a.as_ptr().add(c)), _mm256_loadu_ps(b.as_ptr().add(c))));
@@ -161,7 +161,7 @@ pub(crate) unsafe fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
 /// (the last one at least `o.len()`).
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn weigh_rows(o: &mut [f32], w: &[f32], v: &[f32], stride: usize) {
-    debug_assert!(o.len() % 8 == 0);
+    debug_assert!(o.len().is_multiple_of(8));
     for (base, chunk) in o.chunks_mut(64).enumerate() {
         let n = chunk.len() / 8;
         let mut acc = [_mm256_setzero_ps(); 8];

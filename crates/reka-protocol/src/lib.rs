@@ -61,11 +61,27 @@ pub const TOP_LOGITS: &str = "top_logits";
 /// (so that the first is what a first-maximum argmax picks).
 pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     let better = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    let mut all: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
-    let k = k.min(all.len());
+    let k = k.min(logits.len());
     if k == 0 {
         return Vec::new();
     }
+    if k <= SMALL_K {
+        // One pass keeping the k best in order: no copy of the vocabulary
+        // (the engine asks this of every stream at every step). `better` is a
+        // total order, so the result is the same as the sort below.
+        let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+        for (i, &l) in logits.iter().enumerate() {
+            let c = (i as u32, l);
+            if best.len() == k && better(&c, &best[k - 1]) != std::cmp::Ordering::Less {
+                continue;
+            }
+            let at = best.partition_point(|b| better(b, &c) == std::cmp::Ordering::Less);
+            best.insert(at, c);
+            best.truncate(k);
+        }
+        return best;
+    }
+    let mut all: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
     if k < all.len() {
         all.select_nth_unstable_by(k - 1, better);
         all.truncate(k);
@@ -73,6 +89,9 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     all.sort_unstable_by(better);
     all
 }
+
+/// Up to this many, [`top_k`] keeps a sorted list in one pass.
+const SMALL_K: usize = 32;
 /// Input and output tensor: the model metadata request / answer (u8, JSON).
 pub const METADATA: &str = "metadata";
 /// Output tensor next to [`METADATA`]: the ready-built tokenizer (u8, compact form).
@@ -309,6 +328,39 @@ impl ErrorTag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass small-k path and the select-and-sort path agree on
+    /// random logits with many ties, infinities and NaNs.
+    #[test]
+    fn top_k_paths_agree() {
+        let mut x = 12345u64;
+        let logits: Vec<f32> = (0..5000)
+            .map(|i| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                match i % 97 {
+                    0 => f32::NAN,
+                    1 => f32::INFINITY,
+                    2 => f32::NEG_INFINITY,
+                    _ => ((x >> 33) % 50) as f32 * 0.5,
+                }
+            })
+            .collect();
+        let slow = |k: usize| {
+            let better = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+            let mut all: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+            all.sort_by(better);
+            all.truncate(k);
+            all
+        };
+        for k in [1, 2, 5, 20, 32, 33, 100] {
+            let (a, b) = (top_k(&logits, k), slow(k));
+            assert_eq!(a.len(), b.len());
+            for (p, q) in a.iter().zip(&b) {
+                assert!(p.0 == q.0 && p.1.to_bits() == q.1.to_bits(), "k={k}: {p:?} vs {q:?}");
+            }
+        }
+        assert_eq!(top_k(&[1.0, 3.0, 3.0], 1), vec![(1, 3.0)]);
+    }
 
     #[test]
     fn top_k_is_sorted_and_breaks_ties_to_the_lower_id() {

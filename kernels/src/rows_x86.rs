@@ -180,3 +180,35 @@ pub(crate) unsafe fn weigh_rows(o: &mut [f32], w: &[f32], v: &[f32], stride: usi
         }
     }
 }
+
+/// `log Σ exp(l)` over `logits`: the maximum, then `exp(l - max)` on eight
+/// f32 lanes ([`crate::expf`]'s steps, within 2 ulp) summed in f64 per lane.
+/// Returns `(max, Σ)`; the caller takes `max + ln Σ`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn exp_sum(logits: &[f32]) -> (f32, f64) {
+    let n = logits.len() / 8 * 8;
+    let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+    for i in (0..n).step_by(8) {
+        m = _mm256_max_ps(m, _mm256_loadu_ps(logits.as_ptr().add(i)));
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+    let max = lanes.iter().chain(&logits[n..]).copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return (max, 1.0);
+    }
+    let mv = _mm256_set1_ps(max);
+    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    for i in (0..n).step_by(8) {
+        let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(logits.as_ptr().add(i)), mv));
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(e)));
+    }
+    let mut d = [0f64; 4];
+    _mm256_storeu_pd(d.as_mut_ptr(), _mm256_add_pd(lo, hi));
+    let tail: f64 = logits[n..].iter().map(|&l| crate::expf::exp(l - max) as f64).sum();
+    (max, d.iter().sum::<f64>() + tail)
+}

@@ -6,7 +6,9 @@
 # machine stays warm (30 s), which is how load a reaches call b.
 #
 #   a (carry target/device/a): unpack the binaries, keep SmolLM2's first part;
-#      1. the CUDA kernel tests, every kernel against its CPU reference;
+#      1. the CUDA kernel tests, every kernel against its CPU reference; the
+#         CPU kernels' variants this CPU runs (AVX-512, VNNI) against their
+#         scalar references, and bench-kernels;
 #      2. gpu-bench --verify: GPU vs CPU decoder logits on a random reka-tiny;
 #      3. write reka-edge (7B, bf16, random; ~15 GB) to local disk;
 #      4. gpu-bench on it at batch 1 and 32: tokens/s vs the 3.35 TB/s limit;
@@ -50,6 +52,17 @@ a)
     timeout 180 "$BIN/reka-kernels-tests" cuda:: --nocapture --test-threads=1 >"$OUT/kernel-tests.txt" 2>&1
     check $? "kernel tests"
     grep -E "^test |test result|skipped" "$OUT/kernel-tests.txt" | tee -a "$OUT/summary.txt"
+
+    # The CPU kernels' variants (AVX-512, VNNI) run only where the CPU has
+    # them; this machine's CPU may, the build machine's has AVX2 only.
+    stamp "CPU kernel variants against their scalar references, then bench-kernels"
+    grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512bw|avx512vl|avx512_vnni|avx_vnni)$' | tr '\n' ' ' | tee -a "$OUT/summary.txt"; echo | tee -a "$OUT/summary.txt"
+    timeout 120 "$BIN/reka-kernels-tests" quant kquant half_matmul attention expf cpu:: --nocapture >"$OUT/cpu-kernel-tests.txt" 2>&1
+    check $? "CPU kernel variants"
+    grep -E "test result|cannot run|running " "$OUT/cpu-kernel-tests.txt" | tee -a "$OUT/summary.txt"
+    timeout 120 "$BIN/reka-host" bench-kernels >"$OUT/bench-kernels.txt" 2>&1
+    check $? "bench-kernels"
+    head -3 "$OUT/bench-kernels.txt" | tee -a "$OUT/summary.txt"
 
     stamp "reka-tiny: verify against the CPU decoder, then bench"
     timeout 120 "$BIN/reka-host" write-checkpoint --preset reka-tiny --out "$WORK/reka-tiny" >"$OUT/tiny.txt" 2>&1

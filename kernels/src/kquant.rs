@@ -8,8 +8,8 @@
 //! activations) are not here: they live in [`crate::quant`] (GGUF layout,
 //! scalar reference) and [`crate::quant_tiles`] (the decoder's tiled kernels).
 //!
-//! Variants: the scalar reference ([`crate::kquant_scalar`]) and AVX2
-//! ([`crate::kquant_avx2`]), which performs the same float operations in the
+//! Variants: the scalar reference (`kquant_scalar`) and AVX2
+//! (`kquant_avx2`), which performs the same float operations in the
 //! same order, so both give the same bits for any batch. [`level`] names the
 //! variant [`matmul`] runs: the widest implemented at or below
 //! [`crate::cpu::selected`] that passes a self-check against the reference

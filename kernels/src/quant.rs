@@ -1,4 +1,4 @@
-//! GGUF's 32-value block formats (Q4_0, Q4_1, Q8_0) and the activations they
+//! GGUF's 32-value block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) and the activations they
 //! multiply, in llama.cpp's numerics: activations are quantized per block to
 //! Q8_0 / Q8_1 exactly as ggml does it (scale `amax / 127`, round half away from
 //! zero, Q8_1's block sum `s = d · Σq` taken in f32 before rounding to f16), and

@@ -17,7 +17,8 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA + F16C (x86-64-v3).
     Avx2,
-    /// AVX2 plus the 256-bit `vpdpbusd` of AVX-VNNI (or AVX-512 VNNI's VL form).
+    /// AVX2 plus the 256-bit, VEX-encoded `vpdpbusd` of AVX-VNNI (Alder Lake,
+    /// Zen 5 …; an AVX-512 VNNI CPU without AVX-VNNI runs [`Isa::Avx512Vnni`]).
     AvxVnni,
     /// AVX-512 F, BW, VL (512-bit registers, 16 f32 lanes).
     Avx512,
@@ -50,7 +51,7 @@ impl Isa {
         match self {
             Isa::Scalar => &[],
             Isa::Avx2 => &["avx2", "fma", "f16c"],
-            Isa::AvxVnni => &["avx2", "fma", "f16c", "avxvnni|avx512vnni+avx512vl"],
+            Isa::AvxVnni => &["avx2", "fma", "f16c", "avxvnni"],
             Isa::Avx512 => &["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl"],
             Isa::Avx512Vnni => &["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512vnni"],
         }
@@ -66,7 +67,7 @@ impl Isa {
             match self {
                 Isa::Scalar => true,
                 Isa::Avx2 => avx2,
-                Isa::AvxVnni => avx2 && (has!("avxvnni") || (avx512 && has!("avx512vnni"))),
+                Isa::AvxVnni => avx2 && has!("avxvnni"),
                 Isa::Avx512 => avx512,
                 Isa::Avx512Vnni => avx512 && has!("avx512vnni"),
             }
@@ -89,25 +90,23 @@ pub fn detected() -> Isa {
     Isa::ALL.into_iter().rev().find(|i| i.supported()).unwrap_or(Isa::Scalar)
 }
 
-/// The level the kernels run at: [`detected`], capped by `REKA_CPU_ISA`
-/// (read once; an unknown name is reported on stderr and ignored).
+/// The level the kernels run at: the widest this CPU supports at or under
+/// `REKA_CPU_ISA` (read once; an unknown name is reported on stderr and
+/// ignored). Always a level [`Isa::supported`] says yes to.
 pub fn selected() -> Isa {
     static SEL: OnceLock<Isa> = OnceLock::new();
     *SEL.get_or_init(|| {
         let best = detected();
-        match std::env::var("REKA_CPU_ISA") {
-            Ok(v) if !v.trim().is_empty() => match Isa::parse(&v) {
-                Some(cap) => best.min(cap),
-                None => {
-                    eprintln!(
-                        "REKA_CPU_ISA={v:?} is not one of {}; using {best}",
-                        Isa::ALL.map(Isa::name).join(", ")
-                    );
-                    best
-                }
-            },
+        let cap = match std::env::var("REKA_CPU_ISA") {
+            Ok(v) if !v.trim().is_empty() => Isa::parse(&v).unwrap_or_else(|| {
+                eprintln!("REKA_CPU_ISA={v:?} is not one of {}; using {best}", Isa::ALL.map(Isa::name).join(", "));
+                best
+            }),
             _ => best,
-        }
+        };
+        // The widest level at or under the cap that this CPU runs (AVX-VNNI is
+        // not implied by AVX-512, so a cap may fall between levels it has).
+        Isa::ALL.into_iter().rev().find(|i| *i <= cap && i.supported()).unwrap_or(Isa::Scalar)
     })
 }
 
@@ -155,7 +154,7 @@ mod tests {
         assert_eq!(Isa::parse(" AVX2 "), Some(Isa::Avx2));
         assert_eq!(Isa::parse("sse9"), None);
         assert!(Isa::Scalar < Isa::Avx2 && Isa::Avx512 < Isa::Avx512Vnni);
-        assert!(selected() <= detected());
+        assert!(selected() <= detected() && selected().supported());
         assert!(Isa::Scalar.supported());
         assert_eq!(runnable().last().copied(), Some(detected()));
     }

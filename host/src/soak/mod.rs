@@ -436,6 +436,7 @@ async fn soak(args: &SoakArgs) -> Result<()> {
     println!("|---|---:|---:|---:|---:|");
     println!("| resident memory | {} | {} | {} | {} |", mib(cold.rss), mib(before.rss), mib(peak.rss), mib(after.rss));
     println!("| KV bytes in use | {} | {} | {} | {} |", cold.kv_bytes, before.kv_bytes, peak.kv_bytes, after.kv_bytes);
+    println!("| KV bytes kept by the prefix cache | {} | {} | — | {} |", cold.prefix_bytes, before.prefix_bytes, after.prefix_bytes);
     println!("| requests running | {} | {} | {} | {} |", cold.running, before.running, peak.running, after.running);
     println!("| requests waiting | {} | {} | {} | {} |", cold.waiting, before.waiting, peak.waiting, after.waiting);
     println!(
@@ -454,9 +455,17 @@ async fn soak(args: &SoakArgs) -> Result<()> {
             args.settle_s, after.kv_bytes, after.running, after.waiting
         ));
     }
+    // The prefix cache keeps finished conversations' KV on purpose (inside
+    // the KV budget, shown by its own gauge): only growth beyond it counts.
     let bound = args.rss_bound_mb << 20;
-    if after.rss > before.rss + bound {
-        failures.push(format!("resident memory grew by {} (bound {})", mib(after.rss - before.rss), mib(bound)));
+    let kept = after.prefix_bytes.saturating_sub(before.prefix_bytes);
+    if after.rss > before.rss + kept + bound {
+        failures.push(format!(
+            "resident memory grew by {} beyond the {} the prefix cache keeps (bound {})",
+            mib(after.rss - before.rss - kept),
+            mib(kept),
+            mib(bound)
+        ));
     }
     if failures.is_empty() {
         println!("soak: passed");

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 pub struct Scrape {
     pub rss: u64,
     pub kv_bytes: u64,
+    /// KV memory the prefix cache keeps for finished sessions (0 when the
+    /// server has no such metric).
+    pub prefix_bytes: u64,
     pub running: u64,
     pub waiting: u64,
     pub cancelled: u64,
@@ -41,6 +44,7 @@ pub async fn scrape(addr: &str) -> Result<Scrape> {
     Ok(Scrape {
         rss: get("process_resident_memory_bytes")? as u64,
         kv_bytes: get("reka:kv_cache_bytes_in_use")? as u64,
+        prefix_bytes: metric_sum(&text, "reka:prefix_cache_bytes").unwrap_or(0.0) as u64,
         running: get("reka:num_requests_running")? as u64,
         waiting: get("reka:num_requests_waiting")? as u64,
         cancelled: get("reka:requests_cancelled_total")? as u64,

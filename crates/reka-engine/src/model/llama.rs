@@ -99,6 +99,15 @@ impl KvCache {
     }
 
     /// Makes room for `n` more positions in every layer.
+    /// Gives back the room reserved past the cached positions, so that a cache
+    /// kept for later (the prefix cache) holds only what its length counts.
+    pub fn shrink_to_fit(&mut self) {
+        for (k, v) in &mut self.layers {
+            k.shrink_to_fit();
+            v.shrink_to_fit();
+        }
+    }
+
     pub fn reserve(&mut self, n: usize) {
         for (k, v) in &mut self.layers {
             k.reserve(n * self.row);

@@ -42,6 +42,9 @@ pub trait Engine: Send + 'static {
     fn prefix_of(&self, _cache: &Self::Cache, _len: usize, _more: usize) -> anyhow::Result<Self::Cache> {
         anyhow::bail!("this decoder does not copy cache prefixes")
     }
+    /// Frees the room `cache` holds past its positions before it is kept by
+    /// the prefix cache (whose accounting counts positions).
+    fn trim(&self, _cache: &mut Self::Cache) {}
     /// Makes room in `cache` for `more` positions.
     fn grow(&self, _cache: &mut Self::Cache, _more: usize) -> anyhow::Result<()> {
         anyhow::bail!("this decoder does not grow caches")
@@ -81,6 +84,9 @@ impl Engine for CpuEngine {
     }
     fn prefix_of(&self, cache: &KvCache, len: usize, more: usize) -> anyhow::Result<KvCache> {
         Ok(cache.prefix(len, more))
+    }
+    fn trim(&self, cache: &mut KvCache) {
+        cache.shrink_to_fit();
     }
     fn grow(&self, cache: &mut KvCache, more: usize) -> anyhow::Result<()> {
         cache.reserve(more);

@@ -342,10 +342,11 @@ impl<E: Engine> Worker<E> {
         match m {
             Msg::Free(seq) => {
                 let keys = self.history.remove(&seq);
-                if let Some(c) = self.caches.remove(&seq) {
+                if let Some(mut c) = self.caches.remove(&seq) {
                     self.used -= E::cache_len(&c);
                     // Kept only when every position's key is known.
                     if let Some(keys) = keys.filter(|k| k.len() == E::cache_len(&c)) {
+                        self.engine.trim(&mut c);
                         let n = self.prefix.insert(keys, c);
                         self.metrics.prefix_evictions.fetch_add(n as u64, Ordering::Relaxed);
                     }

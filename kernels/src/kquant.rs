@@ -164,7 +164,7 @@ fn self_check(isa: Isa) -> bool {
         let Ok(w) = KMatrix::new(kt, rows, cols, random_blocks(kt, rows * 2, 11 + i as u64)) else {
             return false;
         };
-        let x = noise(23 + i as u64, t * cols);
+        let x = crate::noise(23 + i as u64, t * cols);
         run(isa, &[&w], &x, t)[0]
             .iter()
             .zip(&run(Isa::Scalar, &[&w], &x, t)[0])
@@ -172,16 +172,6 @@ fn self_check(isa: Isa) -> bool {
     })
 }
 
-/// A deterministic stream in [-1, 1) (self-check and test data).
-pub(crate) fn noise(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// `n` blocks of `kt` with random quants and scales and small finite f16
 /// `d` / `dmin` (every bit pattern of the other bytes is a valid block).

@@ -6,6 +6,7 @@
 
 use crate::cpu::{runnable, Isa};
 use crate::kquant::*;
+use crate::noise;
 
 /// Weights of realistic shape: `noise` quantized by candle (its quantizers
 /// follow ggml's), as our matrix and as candle's `QMatMul`.

@@ -194,10 +194,11 @@ pub fn quantize_q8(x: &[f32]) -> Q8Row {
         isum: Vec::with_capacity(nb),
         qs: vec![0; x.len()],
     };
+    let vector = cfg!(target_arch = "x86_64") && crate::cpu::selected() >= crate::cpu::Isa::Avx2;
     for (b, xs) in x.chunks_exact(BLOCK).enumerate() {
         let q = &mut row.qs[b * BLOCK..(b + 1) * BLOCK];
         #[cfg(target_arch = "x86_64")]
-        if crate::cpu::selected() >= crate::cpu::Isa::Avx2 {
+        if vector {
             // SAFETY: the CPU has AVX2, FMA and F16C (`selected` never exceeds
             // what it has); both slices hold 32 values.
             #[allow(unsafe_code)]
@@ -300,16 +301,8 @@ pub fn matmul_slow(w: &QMatrix, x: &[f32], t: usize) -> Vec<f32> {
 pub(crate) mod tests {
     use super::*;
 
-    /// A deterministic pseudo-random stream for test data.
-    pub(crate) fn noise(seed: u64, n: usize) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    pub(crate) use crate::noise;
+
 
     /// Quantizes `w` with candle (an independent implementation of the GGUF formats).
     pub(crate) fn candle_matrix(qt: QType, w: &[f32], rows: usize, cols: usize) -> (QMatrix, candle_core::quantized::QMatMul) {

@@ -215,7 +215,7 @@ fn write_outputs(done: Vec<StepOut>, adjust: &[&[Adjust]], asks: &Asks, out: &mu
     let (mut p_lp, mut p_ids, mut p_top) = (Vec::new(), Vec::new(), Vec::new());
     for (mut o, adj) in done.into_iter().zip(adjust) {
         Adjust::apply(adj, &mut o.logits);
-        lse.push(reka_kernels::logsumexp(&o.logits));
+        lse.push(reka_kernels::logsumexp_fast(&o.logits).unwrap_or_else(|| lp::logsumexp(&o.logits)));
         match asks.top_k {
             // Only the k best cross into the guest, not the vocabulary.
             Some(k) => {

@@ -84,10 +84,10 @@ pub fn chat(req: IncomingRequest, out: ResponseOutparam) -> Result<(), String> {
         let model = model_name(&opts)?;
         let turns: Vec<ChatMessage> = messages
             .into_iter()
-            .map(|m| ChatMessage { role: m.role, content: m.content.into_iter().map(content_part).collect() })
+            .map(|m| ChatMessage { role: m.role, content: m.content.into_iter().map(content_part).collect(), tool_calls: Vec::new(), tool_call_id: None })
             .collect();
-        let options = ChatOptions { enable_thinking: chat.enable_thinking, video_frames: chat.video_frames };
-        let prompt = preprocess::encode_chat(&model, &turns, options)?;
+        let options = ChatOptions { enable_thinking: chat.enable_thinking, video_frames: chat.video_frames, tools: None };
+        let prompt = preprocess::encode_chat(&model, &turns, &options)?;
         Ok::<_, ApiError>((model, vec![(prompt, None)], opts, extras))
     })();
     match prepared {
@@ -187,6 +187,8 @@ fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, mut prompts: Vec<(
         logprobs: extras.logprobs,
         n: extras.n,
         repetition_window: 0,
+        constraint: None,
+        skip_special_tokens: true,
     };
     let first = &mut prompts[0].0;
     let media = std::mem::take(&mut first.media);

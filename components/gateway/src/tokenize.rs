@@ -40,9 +40,9 @@ pub fn tokenize(req: IncomingRequest, out: ResponseOutparam) -> Result<(), Strin
             (None, Some(_)) => {
                 let turns: Vec<ChatMessage> = api::messages(&o)?
                     .into_iter()
-                    .map(|m| ChatMessage { role: m.role, content: m.content.into_iter().map(content_part).collect() })
+                    .map(|m| ChatMessage { role: m.role, content: m.content.into_iter().map(content_part).collect(), tool_calls: Vec::new(), tool_call_id: None })
                     .collect();
-                preprocess::encode_chat(&model, &turns, ChatOptions { enable_thinking: None, video_frames: None })?.token_ids
+                preprocess::encode_chat(&model, &turns, &ChatOptions { enable_thinking: None, video_frames: None, tools: None })?.token_ids
             }
             _ => return Err(ApiError::invalid("prompt", "Give either `prompt` (a string) or `messages`.")),
         };

@@ -7,6 +7,7 @@ use crate::penalties::Penalties;
 use crate::reka::inference::types::{Chunk, FinishReason, TokenLogprob, TopLogprob};
 use crate::sampler::Sampler;
 use crate::stops::StopMatcher;
+use reka_constrain::Constraint;
 use reka_guest::{Dist, StreamOut};
 use reka_tokenizer::{IncrementalDecoder, Tokenizer};
 
@@ -42,21 +43,24 @@ pub struct Answer {
     pub last: Option<u32>,
     generated: u32,
     pub done: bool,
+    /// What the output must be, when the request constrains it.
+    constraint: Option<Constraint>,
 }
 
 impl Answer {
-    pub fn new(index: u32, stream: u32, sampler: Sampler, stops: Vec<String>, penalties: Penalties, next: StreamOut) -> Self {
+    pub fn new(index: u32, stream: u32, sampler: Sampler, stops: Vec<String>, penalties: Penalties, next: StreamOut, constraint: Option<Constraint>, skip_special: bool) -> Self {
         Self {
             index,
             stream,
             sampler,
-            decoder: IncrementalDecoder::new(true),
+            decoder: IncrementalDecoder::new(skip_special),
             stops: StopMatcher::new(stops),
             penalties,
             next: Some(next),
             last: None,
             generated: 0,
             done: false,
+            constraint,
         }
     }
 
@@ -92,8 +96,23 @@ impl Answer {
             }
             return Some(self.finish(FinishReason::Stop, rest, logprobs));
         }
+        // A token the constraint cannot take (it allows none but the stop
+        // tokens once complete) ends the answer.
+        let complete = match self.constraint.as_mut().map(|c| c.accept(token).map(|()| c.finished())) {
+            Some(Ok(done)) => done,
+            Some(Err(_)) => {
+                let rest = self.decoder.finish();
+                return Some(self.finish(FinishReason::Stop, rest, logprobs));
+            }
+            None => false,
+        };
         let piece = self.decoder.push(&sh.tok, token);
-        let e = self.stops.push(&piece);
+        let mut e = self.stops.push(&piece);
+        if complete && !e.stopped {
+            e.text.push_str(&self.decoder.finish());
+            e.text.push_str(&self.stops.flush());
+            e.stopped = true;
+        }
         if e.stopped {
             return Some(self.finish(FinishReason::Stop, e.text, logprobs));
         }
@@ -102,6 +121,21 @@ impl Answer {
         }
         self.last = Some(token);
         Some(Chunk { index: self.index, text: e.text, completion_tokens: self.generated, finish: None, logprobs })
+    }
+
+    /// The tokens the constraint allows next (`None`: unconstrained). A
+    /// constraint that fails allows only the stop tokens.
+    pub fn allowed(&mut self, sh: &Shared) -> Option<Vec<u32>> {
+        let c = self.constraint.as_mut()?;
+        Some(c.mask().map(|m| m.words).unwrap_or_else(|_| {
+            let mut w = vec![0u32; sh.tok.vocab_size().div_ceil(32)];
+            for &s in &sh.stop_ids {
+                if let Some(x) = w.get_mut(s as usize / 32) {
+                    *x |= 1 << (s % 32);
+                }
+            }
+            w
+        }))
     }
 
     /// The sampled token and, when asked, its log-prob entry.

@@ -8,6 +8,7 @@
 //! by one, so the gateway can stream them as they are made.
 
 mod answer;
+mod constraint;
 mod penalties;
 mod sampler;
 mod stops;
@@ -112,8 +113,16 @@ impl GuestGeneration for Gen {
         if sampling.logprobs.or(prompt_logprobs).is_some_and(|k| k > MAX_TOP_LOGPROBS) {
             return Err(invalid(format!("at most {MAX_TOP_LOGPROBS} log-probs per token")));
         }
+        if sampling.constraint.is_some() && sampling.ignore_eos {
+            return Err(invalid("`ignore_eos` cannot be combined with a constrained output: the constraint ends it"));
+        }
+        let spec = sampling.constraint.as_ref().map(constraint::spec).transpose()?;
         let session = Session::open(&model).map_err(to_error)?;
         let (_info, tok) = session.model().map_err(to_error)?;
+        let compiled = match &spec {
+            Some(spec) => Some(constraint::compile(&tok, &stop_token_ids, spec)?),
+            None => None,
+        };
         let stop_ids = if sampling.ignore_eos { Vec::new() } else { stop_token_ids };
         let settings = Settings {
             presence: sampling.presence_penalty,
@@ -131,10 +140,16 @@ impl GuestGeneration for Gen {
         // The prefill: every prompt at once, one stream each.
         let ids: Vec<u32> = prompts.concat();
         let media = step_media(media);
+        let mut first_masks = Vec::new();
+        if let Some(c) = &compiled {
+            let words = c.clone().mask().map_err(|e| invalid(format!("the constraint allows nothing: {e}")))?.words;
+            first_masks = vec![Some(words); prompts.len()];
+        }
         let ask = Ask {
             streams: (prompts.len() > 1).then(|| ((0..prompts.len() as u32).collect(), prompts.iter().map(|p| p.len() as u32).collect())),
             top_k,
             adjust: penalties.iter().map(Penalties::adjustments).collect(),
+            allowed: first_masks,
             prompt_top: prompt_logprobs,
             media: (!media.spans.is_empty()).then_some(&media),
         };
@@ -155,7 +170,7 @@ impl GuestGeneration for Gen {
             for j in 0..n {
                 let index = p * n + j;
                 let stream = if j == 0 { p as u32 } else { p_count + (p * (n - 1) + j - 1) as u32 };
-                answers.push(Answer::new(index as u32, stream, sampler(index), stops.clone(), penalties[p].clone(), out.clone()));
+                answers.push(Answer::new(index as u32, stream, sampler(index), stops.clone(), penalties[p].clone(), out.clone(), compiled.clone(), sampling.skip_special_tokens));
             }
         }
         let shared = Shared { tok, stop_ids, max_tokens: sampling.max_tokens, logprobs: sampling.logprobs };
@@ -191,6 +206,7 @@ impl State {
                 streams: (!single).then(|| (feed.iter().map(|&i| self.answers[i].stream).collect(), vec![1; feed.len()])),
                 top_k: self.top_k,
                 adjust: feed.iter().map(|&i| self.answers[i].penalties.adjustments()).collect(),
+                allowed: feed.iter().map(|&i| self.answers[i].allowed(&self.shared)).collect(),
                 ..Ask::default()
             };
             let out = self.session.run(&ids, &ask).map_err(to_error)?;

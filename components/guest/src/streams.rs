@@ -16,6 +16,9 @@ pub struct Ask<'a> {
     pub top_k: Option<u32>,
     /// Each stream's adjustments, in stream order.
     pub adjust: Vec<Vec<Adjust>>,
+    /// Each stream's allowed-token bitmask (constrained decoding), in stream
+    /// order; empty or all `None`: no constraint.
+    pub allowed: Vec<Option<Vec<u32>>>,
     /// Score the appended ids with this many best per position.
     pub prompt_top: Option<u32>,
     pub media: Option<&'a StepMedia>,
@@ -79,6 +82,24 @@ impl Session {
             let rows: Vec<u8> = all.iter().flat_map(|a| [a.bias, a.repetition, a.penalty]).flat_map(f32::to_le_bytes).collect();
             inputs.push((lp::ADJUST.to_string(), Tensor::new(&[all.len() as u32, 3], TensorType::Fp32, &rows)));
             inputs.push((lp::ADJUST_COUNTS.to_string(), i32_tensor(ask.adjust.iter().map(|a| a.len() as i32))));
+        }
+        if let Some(words) = ask.allowed.iter().flatten().next().map(Vec::len) {
+            let mut rows = Vec::with_capacity(ask.allowed.len());
+            let mut data = Vec::new();
+            let mut r = 0;
+            for a in &ask.allowed {
+                match a {
+                    Some(m) if m.len() == words => {
+                        data.extend(m.iter().flat_map(|w| w.to_le_bytes()));
+                        rows.push(r);
+                        r += 1;
+                    }
+                    Some(_) => return Err(Failure::Internal("allowed-token masks of different sizes".into())),
+                    None => rows.push(-1),
+                }
+            }
+            inputs.push((lp::ALLOWED.to_string(), Tensor::new(&[r as u32, words as u32], TensorType::I32, &data)));
+            inputs.push((lp::ALLOWED_ROWS.to_string(), i32_tensor(rows)));
         }
         if let Some(m) = ask.media {
             m.push_tensors(&mut inputs);

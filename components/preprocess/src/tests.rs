@@ -45,7 +45,7 @@ fn info(chat_template: Option<&str>, chat_format: Option<&str>) -> ModelInfo {
 }
 
 fn message(role: &str, text: &str) -> ChatMessage {
-    ChatMessage { role: role.into(), content: vec![ContentPart::Text(text.into())] }
+    ChatMessage { role: role.into(), content: vec![ContentPart::Text(text.into())], tool_calls: Vec::new(), tool_call_id: None }
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -67,7 +67,7 @@ fn smollm2_chat_reads_message_text_as_text() {
             .iter()
             .map(|m| message(m["role"].as_str().expect("role"), m["content"].as_str().expect("content")))
             .collect();
-        let got = chat_prompt(&info, &tok, &messages, ChatOptions { enable_thinking: None, video_frames: None }).expect("prompt");
+        let got = chat_prompt(&info, &tok, &messages, ChatOptions { enable_thinking: None, video_frames: None, tools: None }).expect("prompt");
         assert_eq!(got.token_ids, ids(&case["ids"]), "{name}");
         // The reference tells the two readings apart wherever markers are forged.
         assert_eq!(name == "ordinary", case["ids"] == case["ids_parsed"], "{name}");
@@ -117,7 +117,7 @@ fn every_format_takes_special_tokens_only_from_its_template() {
             .collect()
     };
     let messages: Vec<ChatMessage> = forged.iter().map(|(r, t)| message(r, t)).collect();
-    let options = ChatOptions { enable_thinking: None, video_frames: None };
+    let options = ChatOptions { enable_thinking: None, video_frames: None, tools: None };
     let mut formats_seen = Vec::new();
     for info in &formats {
         let format = template::Format::of(info);

@@ -119,6 +119,8 @@ impl InferGuest for Provider {
             logprobs: None,
             n: 1,
             repetition_window: p.repeat_penalty_last_n_token_count,
+            constraint: None,
+            skip_special_tokens: true,
         };
         let ids = vec![encoded.token_ids];
         let gen = Generation::start(&model, &ids, &[], &encoded.stop_token_ids, &encoded.stop_strings, &sampling, None)?;

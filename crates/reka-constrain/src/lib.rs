@@ -18,6 +18,7 @@ use llguidance::{api::TopLevelGrammar, Matcher, ParserFactory};
 use std::sync::Arc;
 
 /// A compiled constraint for one answer.
+#[derive(Clone)]
 pub struct Constraint {
     matcher: Matcher,
     /// The ids that end an answer; allowed together when the grammar accepts.

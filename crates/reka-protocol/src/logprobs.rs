@@ -12,6 +12,8 @@
 //! | [`STREAMS`]         | i32 `[s]`    | which streams of the context the ids go to (a new index opens a stream) |
 //! | [`STREAM_LENS`]     | i32 `[s]`    | with [`STREAMS`]: ids of [`INPUT_IDS`] per stream (default 1 each) |
 //! | [`FORK`]            | i32 `[2]`    | `(stream, c)`: `c` new streams with a copy of `stream`'s KV cache |
+//! | [`ALLOWED`]         | i32 `[r, w]` | allowed-token bitmasks (bit `i % 32` of word `i / 32` for id `i`); every other logit of the stream becomes `-inf` after the adjustments, before top-k and log-sum-exp (constrained decoding) |
+//! | [`ALLOWED_ROWS`]    | i32 `[s]`    | with [`ALLOWED`]: each stream's mask row, `-1` for none (default: row 0 for the one stream) |
 //!
 //! Outputs, stream after stream in [`STREAMS`] order: [`LOGITS`](crate::LOGITS)
 //! `[s, vocab]` or [`TOP_IDS`](crate::TOP_IDS) / [`TOP_LOGITS`](crate::TOP_LOGITS)
@@ -40,6 +42,10 @@ pub const STREAMS: &str = "streams";
 pub const STREAM_LENS: &str = "stream_lens";
 /// Input: copy a stream's KV cache into new streams.
 pub const FORK: &str = "fork";
+/// Input: allowed-token bitmasks, one row per constrained stream.
+pub const ALLOWED: &str = "allowed";
+/// Input: which [`ALLOWED`] row each stream takes (`-1`: unconstrained).
+pub const ALLOWED_ROWS: &str = "allowed_rows";
 /// Output: log Σ exp(adjusted logits) of each stream's last position.
 pub const LOGSUMEXP: &str = "logsumexp";
 
@@ -69,6 +75,16 @@ impl Adjust {
                 }
                 *l -= a.penalty;
             }
+        }
+    }
+}
+
+/// Sets every logit whose id has no bit in `words` (ids past them included)
+/// to `-inf`.
+pub fn apply_allowed(words: &[u32], logits: &mut [f32]) {
+    for (i, l) in logits.iter_mut().enumerate() {
+        if words.get(i / 32).is_none_or(|w| w >> (i % 32) & 1 == 0) {
+            *l = f32::NEG_INFINITY;
         }
     }
 }

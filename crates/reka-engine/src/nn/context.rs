@@ -49,6 +49,8 @@ struct Asks {
     adjust_counts: Option<Vec<usize>>,
     streams: Option<Vec<usize>>,
     stream_lens: Option<Vec<usize>>,
+    /// Allowed-token masks: the rows' words, and each stream's row.
+    allowed: Option<(Vec<u32>, usize, Vec<i32>)>,
 }
 
 impl Asks {
@@ -72,7 +74,30 @@ impl Asks {
             (None, None) => {}
             _ => return Err(bad(format!("{} and {} go together", lp::ADJUST_IDS, lp::ADJUST))),
         }
+        if let Some(t) = find(lp::ALLOWED) {
+            let words: Vec<u32> = tensors::i32s(lp::ALLOWED, t)?.into_iter().map(|w| w as u32).collect();
+            let w = match t.dimensions[..] {
+                [r, w] if r as usize * w as usize == words.len() && w > 0 => w as usize,
+                _ => return Err(bad(format!("{} must be [rows, words] i32", lp::ALLOWED))),
+            };
+            let rows = match find(lp::ALLOWED_ROWS) {
+                Some(r) => tensors::i32s(lp::ALLOWED_ROWS, r)?,
+                None => vec![0],
+            };
+            let n = (words.len() / w) as i32;
+            if rows.iter().any(|&r| r < -1 || r >= n) {
+                return Err(bad(format!("{} must name rows of {} (or -1)", lp::ALLOWED_ROWS, lp::ALLOWED)));
+            }
+            a.allowed = Some((words, w, rows));
+        }
         Ok(a)
+    }
+
+    /// Stream `i`'s allowed-token words, if it is constrained.
+    fn allowed_of(&self, i: usize) -> Option<&[u32]> {
+        let (words, w, rows) = self.allowed.as_ref()?;
+        let r = usize::try_from(*rows.get(i)?).ok()?;
+        words.get(r * w..(r + 1) * w)
     }
 
     /// Each step's adjustments, by [`lp::ADJUST_COUNTS`] (all to the one
@@ -151,6 +176,9 @@ impl Session {
             return Err(bad(format!("{} must give each stream's ids (1 or more), {} in all", lp::STREAM_LENS, ids.len())));
         }
         self.open_streams(&streams)?;
+        if asks.allowed.as_ref().is_some_and(|a| a.2.len() != streams.len()) {
+            return Err(bad(format!("{} must give a row for each of the {} streams", lp::ALLOWED_ROWS, streams.len())));
+        }
         let adjust = asks.adjust_per_stream(streams.len())?;
         if !media.is_empty() && streams.len() != 1 {
             return Err(bad("media go with a step of one stream"));
@@ -213,8 +241,11 @@ fn write_outputs(done: Vec<StepOut>, adjust: &[&[Adjust]], asks: &Asks, out: &mu
     let s = done.len();
     let (mut lse, mut logits, mut top_ids, mut top_logits) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut p_lp, mut p_ids, mut p_top) = (Vec::new(), Vec::new(), Vec::new());
-    for (mut o, adj) in done.into_iter().zip(adjust) {
+    for (i, (mut o, adj)) in done.into_iter().zip(adjust).enumerate() {
         Adjust::apply(adj, &mut o.logits);
+        if let Some(words) = asks.allowed_of(i) {
+            lp::apply_allowed(words, &mut o.logits);
+        }
         lse.push(reka_kernels::logsumexp_fast(&o.logits).unwrap_or_else(|| lp::logsumexp(&o.logits)));
         match asks.top_k {
             // Only the k best cross into the guest, not the vocabulary.
@@ -305,7 +336,7 @@ impl BackendExecutionContext for Session {
                         });
                     }
                 }
-                TOP_K | lp::FORK | lp::PROMPT_LOGPROBS | lp::ADJUST | lp::ADJUST_IDS | lp::ADJUST_COUNTS | lp::STREAMS | lp::STREAM_LENS => {}
+                TOP_K | lp::FORK | lp::PROMPT_LOGPROBS | lp::ADJUST | lp::ADJUST_IDS | lp::ADJUST_COUNTS | lp::STREAMS | lp::STREAM_LENS | lp::ALLOWED | lp::ALLOWED_ROWS => {}
                 other => {
                     return Err(bad(format!(
                         "unknown input tensor {other:?} (expected {INPUT_IDS}, {TOP_K}, {MEDIA}, {PIXELS}, {MEL}, {METADATA}, or a tensor of reka_protocol::logprobs)"

@@ -1,6 +1,7 @@
 //! What the client sees of the generated text: the answer, and a reasoning
 //! model's reasoning apart from it or not, per the request's `reasoning_format`.
 
+use crate::calls::{CallDelta, CallParser};
 use crate::reasoning::{Piece, ReasoningFormat, Splitter};
 use crate::reka::inference::types::ReasoningTags;
 
@@ -11,11 +12,13 @@ pub struct Split {
     pub content: String,
     /// Whether the reasoning is returned apart (`reasoning_content`).
     pub parsed: bool,
+    /// Tool calls read from the answer.
+    pub calls: Vec<CallDelta>,
 }
 
 impl Split {
     pub fn is_empty(&self) -> bool {
-        self.reasoning.is_empty() && self.content.is_empty()
+        self.reasoning.is_empty() && self.content.is_empty() && self.calls.is_empty()
     }
 }
 
@@ -23,6 +26,8 @@ impl Split {
 pub struct Answer {
     splitter: Option<Splitter>,
     format: ReasoningFormat,
+    /// Reads tool calls out of the content, when the request has tools.
+    calls: Option<CallParser>,
 }
 
 impl Answer {
@@ -31,7 +36,28 @@ impl Answer {
             (true, Some(t), ReasoningFormat::Parsed | ReasoningFormat::Hidden) => Some(if t.opened { Splitter::opened(&t.start, &t.end) } else { Splitter::new(&t.start, &t.end) }),
             _ => None,
         };
-        Self { splitter, format }
+        Self { splitter, format, calls: None }
+    }
+
+    /// Also reads tool calls out of the answer's content.
+    pub fn with_calls(mut self, parser: CallParser) -> Self {
+        self.calls = Some(parser);
+        self
+    }
+
+    /// Whether the answer made tool calls.
+    pub fn made_calls(&self) -> bool {
+        self.calls.as_ref().is_some_and(CallParser::made_calls)
+    }
+
+    /// Moves tool calls out of `out.content`.
+    fn read_calls(&mut self, mut out: Split, last: bool) -> Split {
+        if let Some(p) = self.calls.as_mut() {
+            let parsed = p.push(&std::mem::take(&mut out.content), last);
+            out.content = parsed.content;
+            out.calls = parsed.calls;
+        }
+        out
     }
 
     fn collect(&self, pieces: Vec<Piece>) -> Split {
@@ -49,13 +75,14 @@ impl Answer {
     /// The next generated text; `last` flushes what was held back.
     pub fn push(&mut self, text: &str, last: bool) -> Split {
         let Some(s) = self.splitter.as_mut() else {
-            return Split { content: text.to_string(), ..Split::default() };
+            return self.read_calls(Split { content: text.to_string(), ..Split::default() }, last);
         };
         let mut pieces = s.push(text);
         if last {
             pieces.extend(s.finish());
         }
-        self.collect(pieces)
+        let out = self.collect(pieces);
+        self.read_calls(out, last)
     }
 }
 

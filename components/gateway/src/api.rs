@@ -53,11 +53,48 @@ pub fn chat_options(o: &Map<String, Value>) -> Result<ChatOptions, ApiError> {
     Ok(ChatOptions { enable_thinking, video_frames })
 }
 
-/// A message of a chat request: text and media parts.
+/// A message of a chat request: text and media parts, and an assistant's
+/// tool calls or a tool result's call id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub role: String,
     pub content: Vec<Part>,
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_call_id: Option<String>,
+}
+
+/// A tool call of an earlier assistant turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments' JSON text.
+    pub arguments: String,
+}
+
+/// `messages[i].tool_calls`, as OpenAI sends them.
+fn tool_calls(m: &Value, p: &str) -> Result<Vec<ToolCall>, ApiError> {
+    let list = match m.get("tool_calls") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(ApiError::invalid(p, format!("`{p}.tool_calls` must be a list."))),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(j, c)| {
+            let q = format!("{p}.tool_calls[{j}]");
+            let f = c.get("function").ok_or_else(|| ApiError::invalid(&q, format!("`{q}.function` is missing.")))?;
+            let name = f.get("name").and_then(Value::as_str).ok_or_else(|| ApiError::invalid(&q, format!("`{q}.function.name` must be a string.")))?;
+            let arguments = match f.get("arguments") {
+                Some(Value::String(a)) => a.clone(),
+                None | Some(Value::Null) => "{}".to_string(),
+                Some(v @ Value::Object(_)) => v.to_string(),
+                Some(_) => return Err(ApiError::invalid(&q, format!("`{q}.function.arguments` must be a JSON string."))),
+            };
+            let id = c.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            Ok(ToolCall { id, name: name.to_string(), arguments })
+        })
+        .collect()
 }
 
 /// What a completions request asks to continue.
@@ -199,9 +236,13 @@ pub fn messages(o: &Map<String, Value>) -> Result<Vec<Message>, ApiError> {
                 Some(_) => return Err(ApiError::invalid(&p, format!("`{p}.content` must be a string or a list of parts."))),
             };
             let role = if role == "developer" { "system" } else { role };
+            let tool_calls = if role == "assistant" { tool_calls(m, &p)? } else { Vec::new() };
+            let tool_call_id = m.get("tool_call_id").and_then(Value::as_str).map(str::to_string);
             Ok(Message {
                 role: role.to_string(),
                 content,
+                tool_calls,
+                tool_call_id,
             })
         })
         .collect()

@@ -3,6 +3,7 @@
 //! with log-probs and echo where the request asked for them.
 
 use crate::answer::{Answer, Split};
+use crate::calls::CallDelta;
 use crate::error::ApiError;
 use crate::http::{self, BodyWriter};
 use crate::logprobs;
@@ -70,6 +71,31 @@ fn reason(f: FinishReason) -> &'static str {
     }
 }
 
+/// An answer's tool calls, whole, as a message's `tool_calls`.
+fn whole_calls(deltas: &[CallDelta]) -> Vec<Value> {
+    let mut calls: Vec<Value> = Vec::new();
+    for d in deltas {
+        if let Some((id, name)) = &d.head {
+            calls.push(json!({"id": id, "type": "function", "function": {"name": name, "arguments": ""}}));
+        }
+        if let Some(a) = calls.get_mut(d.index as usize).and_then(|c| c["function"]["arguments"].as_str().map(|s| s.to_string() + &d.arguments)) {
+            calls[d.index as usize]["function"]["arguments"] = json!(a);
+        }
+    }
+    calls
+}
+
+/// Tool-call deltas as a stream chunk's `tool_calls`.
+fn streamed_calls(deltas: &[CallDelta]) -> Vec<Value> {
+    deltas
+        .iter()
+        .map(|d| match &d.head {
+            Some((id, name)) => json!({"index": d.index, "id": id, "type": "function", "function": {"name": name, "arguments": d.arguments}}),
+            None => json!({"index": d.index, "function": {"arguments": d.arguments}}),
+        })
+        .collect()
+}
+
 fn with(head: &Value, fields: Value) -> Value {
     let mut v = head.clone();
     if let (Some(o), Value::Object(f)) = (v.as_object_mut(), fields) {
@@ -99,9 +125,19 @@ impl Plan {
                 v
             }
         };
+        // A stop after tool calls is reported as OpenAI does.
+        let finish = match finish {
+            Some("stop") if c.answer.made_calls() => Some("tool_calls"),
+            f => f,
+        };
         match (self.ep, self.stream) {
             (Endpoint::Chat, false) => {
-                let mut message = json!({"role": "assistant", "content": text.content});
+                let calls = whole_calls(&text.calls);
+                let content = if text.content.is_empty() && !calls.is_empty() { Value::Null } else { json!(text.content) };
+                let mut message = json!({"role": "assistant", "content": content});
+                if !calls.is_empty() {
+                    message["tool_calls"] = json!(calls);
+                }
                 if text.parsed {
                     let r = &text.reasoning;
                     message["reasoning_content"] = if r.is_empty() { Value::Null } else { json!(r) };
@@ -113,7 +149,13 @@ impl Plan {
                 if !text.reasoning.is_empty() {
                     delta["reasoning_content"] = json!(text.reasoning);
                 }
-                if !text.content.is_empty() || text.reasoning.is_empty() {
+                if !text.calls.is_empty() {
+                    delta["tool_calls"] = json!(streamed_calls(&text.calls));
+                    if c.first && text.content.is_empty() {
+                        delta["content"] = Value::Null;
+                    }
+                }
+                if !text.content.is_empty() || (text.reasoning.is_empty() && text.calls.is_empty()) {
                     delta["content"] = json!(text.content);
                 }
                 c.first = false;
@@ -151,6 +193,7 @@ impl Plan {
                     c.text.content.push_str(&s.content);
                     c.text.reasoning.push_str(&s.reasoning);
                     c.text.parsed = s.parsed;
+                    c.text.calls.extend(s.calls);
                     c.completion = k.completion_tokens;
                     c.logprobs.extend(k.logprobs);
                     if let Some(f) = k.finish {

@@ -9,8 +9,10 @@ use crate::http;
 use crate::parts::Part;
 use crate::reka::inference::generate::Generation;
 use crate::reka::inference::preprocess;
-use crate::reka::inference::types::{ChatMessage, ChatOptions, ContentPart, MediaKind, Prompt, Sampling};
+use crate::calls::CallParser;
+use crate::reka::inference::types::{ChatMessage, ChatOptions, Constraint, ContentPart, MediaKind, Prompt, Sampling, ToolCall};
 use crate::sampling::{self, Extras};
+use crate::{structured, tools};
 use serde_json::{json, Value};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
@@ -73,6 +75,27 @@ pub fn resolve_model(model: Option<&str>) -> Result<String, ApiError> {
     }
 }
 
+/// The chat format's view of a request's messages.
+pub fn turns(messages: Vec<api::Message>) -> Vec<ChatMessage> {
+    messages
+        .into_iter()
+        .map(|m| ChatMessage {
+            role: m.role,
+            content: m.content.into_iter().map(content_part).collect(),
+            tool_calls: m.tool_calls.into_iter().map(|c| ToolCall { id: c.id, name: c.name, arguments: c.arguments }).collect(),
+            tool_call_id: m.tool_call_id,
+        })
+        .collect()
+}
+
+/// What shapes a request's answer besides sampling: its constraint, and
+/// whether tool calls are read out of it.
+#[derive(Default)]
+struct Shape {
+    constraint: Option<Constraint>,
+    calls: bool,
+}
+
 /// `POST /v1/chat/completions`.
 pub fn chat(req: IncomingRequest, out: ResponseOutparam) -> Result<(), String> {
     let prepared = (|| {
@@ -81,17 +104,16 @@ pub fn chat(req: IncomingRequest, out: ResponseOutparam) -> Result<(), String> {
         let extras = sampling::extras(&o, true)?;
         let messages = api::messages(&o)?;
         let chat = api::chat_options(&o)?;
+        let tools = tools::read(&o)?;
+        let shape = Shape { constraint: structured::constraint(&o, tools.as_ref())?, calls: tools.as_ref().is_some_and(tools::Tools::parses_calls) };
         let model = model_name(&opts)?;
-        let turns: Vec<ChatMessage> = messages
-            .into_iter()
-            .map(|m| ChatMessage { role: m.role, content: m.content.into_iter().map(content_part).collect(), tool_calls: Vec::new(), tool_call_id: None })
-            .collect();
-        let options = ChatOptions { enable_thinking: chat.enable_thinking, video_frames: chat.video_frames, tools: None };
-        let prompt = preprocess::encode_chat(&model, &turns, &options)?;
-        Ok::<_, ApiError>((model, vec![(prompt, None)], opts, extras))
+        // `tool_choice: none` still shows the tools (OpenAI's behaviour): the model only may not call them.
+        let options = ChatOptions { enable_thinking: chat.enable_thinking, video_frames: chat.video_frames, tools: tools.map(|t| t.json) };
+        let prompt = preprocess::encode_chat(&model, &turns(messages), &options)?;
+        Ok::<_, ApiError>((model, vec![(prompt, None)], opts, extras, shape))
     })();
     match prepared {
-        Ok((model, prompts, opts, extras)) => generate(out, Endpoint::Chat, &model, prompts, &opts, &extras),
+        Ok((model, prompts, opts, extras, shape)) => generate(out, Endpoint::Chat, &model, prompts, &opts, &extras, shape),
         Err(e) => http::error(out, e),
     }
 }
@@ -104,6 +126,7 @@ pub fn completions(req: IncomingRequest, out: ResponseOutparam) -> Result<(), St
         let extras = sampling::extras(&o, false)?;
         let inputs = api::prompts(&o)?;
         let parse_special = api::parse_special(&o)?;
+        let shape = Shape { constraint: structured::constraint(&o, None)?, calls: false };
         let model = model_name(&opts)?;
         let mut prompts = Vec::with_capacity(inputs.len());
         let mut base = None;
@@ -120,10 +143,10 @@ pub fn completions(req: IncomingRequest, out: ResponseOutparam) -> Result<(), St
                 }
             });
         }
-        Ok::<_, ApiError>((model, prompts, opts, extras))
+        Ok::<_, ApiError>((model, prompts, opts, extras, shape))
     })();
     match prepared {
-        Ok((model, prompts, opts, extras)) => generate(out, Endpoint::Completion, &model, prompts, &opts, &extras),
+        Ok((model, prompts, opts, extras, shape)) => generate(out, Endpoint::Completion, &model, prompts, &opts, &extras, shape),
         Err(e) => http::error(out, e),
     }
 }
@@ -163,7 +186,7 @@ fn budget(endpoint: Endpoint, prompt: &Prompt, opts: &Options, extras: &Extras) 
 
 /// Generates the answers of `prompts` (each with its text when the request
 /// gave one) and writes the response.
-fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, mut prompts: Vec<(Prompt, Option<String>)>, opts: &Options, extras: &Extras) -> Result<(), String> {
+fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, mut prompts: Vec<(Prompt, Option<String>)>, opts: &Options, extras: &Extras, shape: Shape) -> Result<(), String> {
     let mut max_tokens = u32::MAX;
     for (p, _) in &prompts {
         match budget(ep, p, opts, extras) {
@@ -187,8 +210,9 @@ fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, mut prompts: Vec<(
         logprobs: extras.logprobs,
         n: extras.n,
         repetition_window: 0,
-        constraint: None,
-        skip_special_tokens: true,
+        constraint: shape.constraint,
+        // A model's `<tool_call>` tags may be special tokens: keep them to parse.
+        skip_special_tokens: !shape.calls,
     };
     let first = &mut prompts[0].0;
     let media = std::mem::take(&mut first.media);
@@ -223,7 +247,14 @@ fn generate(out: ResponseOutparam, ep: Endpoint, model: &str, mut prompts: Vec<(
         head: json!({"id": id, "object": ep.object(opts.stream), "created": now(), "model": model}),
         prompt_usage: prompt_tokens.usage(),
     };
-    let make = || Answer::new(ep == Endpoint::Chat, reasoning.as_ref(), opts.reasoning);
+    let make = || {
+        let a = Answer::new(ep == Endpoint::Chat, reasoning.as_ref(), opts.reasoning);
+        if shape.calls {
+            a.with_calls(CallParser::new(Box::new(|| format!("call_{:016x}", wasip2::random::random::get_random_u64()))))
+        } else {
+            a
+        }
+    };
     if opts.stream {
         plan.stream(out, &gen, make)
     } else {
@@ -262,7 +293,7 @@ impl PromptTokens {
     }
 }
 
-pub fn content_part(p: Part) -> ContentPart {
+fn content_part(p: Part) -> ContentPart {
     match p {
         Part::Text(t) => ContentPart::Text(t),
         Part::Image(u) => ContentPart::Image(u),

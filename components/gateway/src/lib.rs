@@ -6,6 +6,7 @@
 
 mod answer;
 mod api;
+mod calls;
 mod choices;
 mod embeddings;
 mod error;
@@ -16,7 +17,9 @@ mod parts;
 mod reasoning;
 mod sampling;
 mod spin_remote;
+mod structured;
 mod tokenize;
+mod tools;
 #[cfg(test)]
 mod fuzz_replay;
 

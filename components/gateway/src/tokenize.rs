@@ -5,10 +5,10 @@
 
 use crate::api;
 use crate::error::ApiError;
-use crate::handlers::{content_part, resolve_model};
+use crate::handlers::{resolve_model, turns};
 use crate::http;
 use crate::reka::inference::preprocess;
-use crate::reka::inference::types::{ChatMessage, ChatOptions};
+use crate::reka::inference::types::ChatOptions;
 use serde_json::{json, Map, Value};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
@@ -38,11 +38,10 @@ pub fn tokenize(req: IncomingRequest, out: ResponseOutparam) -> Result<(), Strin
         let tokens = match (o.get("prompt"), o.get("messages")) {
             (Some(Value::String(text)), None) => preprocess::tokenize(&model, text, flag(&o, "add_special_tokens", true)?)?,
             (None, Some(_)) => {
-                let turns: Vec<ChatMessage> = api::messages(&o)?
-                    .into_iter()
-                    .map(|m| ChatMessage { role: m.role, content: m.content.into_iter().map(content_part).collect(), tool_calls: Vec::new(), tool_call_id: None })
-                    .collect();
-                preprocess::encode_chat(&model, &turns, &ChatOptions { enable_thinking: None, video_frames: None, tools: None })?.token_ids
+                let tools = crate::tools::read(&o)?.map(|t| t.json);
+                let chat = api::chat_options(&o)?;
+                let options = ChatOptions { enable_thinking: chat.enable_thinking, video_frames: chat.video_frames, tools };
+                preprocess::encode_chat(&model, &turns(api::messages(&o)?), &options)?.token_ids
             }
             _ => return Err(ApiError::invalid("prompt", "Give either `prompt` (a string) or `messages`.")),
         };

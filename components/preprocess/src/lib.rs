@@ -12,8 +12,10 @@
 mod edge_chat;
 mod fetch;
 mod media;
+mod pyjson;
 mod template;
 mod tokenize;
+mod tools;
 
 wit_bindgen::generate!({
     world: "preprocessor",
@@ -136,6 +138,7 @@ fn chat_prompt(info: &ModelInfo, tok: &Tokenizer, messages: &[ChatMessage], opti
     }
     let invalid = |message: String| Error { kind: ErrorKind::InvalidRequest, message };
     let format = template::Format::of(info);
+    let tools = request_tools(tok, options.tools.as_deref()).map_err(invalid)?;
     let mut prepared = Vec::new();
     let mut turns = Vec::with_capacity(messages.len());
     for m in messages {
@@ -157,11 +160,30 @@ fn chat_prompt(info: &ModelInfo, tok: &Tokenizer, messages: &[ChatMessage], opti
         } else {
             pieces.into_iter().map(|p| p.1).collect()
         };
-        turns.push(template::Turn { role: request_text(tok, &m.role), content });
+        let mut turn = template::Turn::new(&request_text(tok, &m.role), content);
+        turn.calls = m
+            .tool_calls
+            .iter()
+            .map(|c| template::Call { name: request_text(tok, &c.name), arguments: request_text(tok, &c.arguments) })
+            .collect();
+        turn.tool_call_id = m.tool_call_id.as_deref().map(|id| request_text(tok, id));
+        turns.push(turn);
     }
     let thinking = options.enable_thinking == Some(true) && format.reasoning().is_some() && format == template::Format::RekaEdge;
-    let text = template::render(info, tok, &turns, thinking).map_err(invalid)?;
+    let text = template::render(info, tok, &turns, thinking, &tools).map_err(invalid)?;
     Ok(prompt(info, tok, &text, prepared, Some(format), thinking, Special::Template))
+}
+
+/// The request's tools (OpenAI's `tools` array as JSON text): each as
+/// Python writes it, marked as request text, and as a value.
+fn request_tools(tok: &Tokenizer, json: Option<&str>) -> Result<template::Tools, String> {
+    let Some(json) = json else { return Ok(template::Tools::default()) };
+    let values = match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Array(a)) => a,
+        _ => return Err("`tools` must be a JSON array".into()),
+    };
+    let texts = values.iter().map(|t| request_text(tok, &pyjson::dumps(t))).collect();
+    Ok(template::Tools { texts, values })
 }
 
 /// A completions request's prompt: `text` as it is, special token strings

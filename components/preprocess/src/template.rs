@@ -14,10 +14,59 @@ use reka_tokenizer::Tokenizer;
 use serde::Serialize;
 
 /// One message as templates see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Turn {
     pub role: String,
     pub content: String,
+    /// An assistant turn's tool calls (request text, marked).
+    #[serde(skip)]
+    pub calls: Vec<Call>,
+    /// A tool result's call id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+/// A tool call of an earlier assistant turn: its function's name and its
+/// arguments' JSON text.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub name: String,
+    pub arguments: String,
+}
+
+impl Turn {
+    pub fn new(role: &str, content: String) -> Self {
+        Self { role: role.to_string(), content, ..Self::default() }
+    }
+
+    /// The message as transformers hands it to a template that takes tool
+    /// calls: arguments as an object where they parse as one (as vLLM does).
+    fn with_calls(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({"role": self.role, "content": self.content});
+        if !self.calls.is_empty() {
+            let calls: Vec<serde_json::Value> = self
+                .calls
+                .iter()
+                .map(|c| {
+                    let args = serde_json::from_str::<serde_json::Value>(&c.arguments).unwrap_or_else(|_| serde_json::Value::String(c.arguments.clone()));
+                    serde_json::json!({"type": "function", "function": {"name": c.name, "arguments": args}})
+                })
+                .collect();
+            v["tool_calls"] = serde_json::Value::Array(calls);
+        }
+        if let Some(id) = &self.tool_call_id {
+            v["tool_call_id"] = serde_json::json!(id);
+        }
+        v
+    }
+}
+
+/// The tools of a request: each function as JSON text written as Python's
+/// `json.dumps` writes it (marked request text), and as a value.
+#[derive(Debug, Default)]
+pub struct Tools {
+    pub texts: Vec<String>,
+    pub values: Vec<serde_json::Value>,
 }
 
 fn raise_exception(msg: String) -> Result<String, Error> {
@@ -91,19 +140,32 @@ fn is_reka(template: &str) -> bool {
 
 /// Renders `turns` in the model's chat format with the generation prompt
 /// appended (opening the reasoning when `thinking` and the format has it).
-pub fn render(info: &ModelInfo, tok: &Tokenizer, turns: &[Turn], thinking: bool) -> Result<String, String> {
+pub fn render(info: &ModelInfo, tok: &Tokenizer, turns: &[Turn], thinking: bool, tools: &Tools) -> Result<String, String> {
     let bos = token_text(tok, info.bos_token_id);
     let eos = token_text(tok, info.eos_token_id);
+    let hermes = || crate::tools::hermes_turns(turns, &tools.texts);
     match Format::of(info) {
         Format::RekaEdge => {
             let t: Vec<crate::edge_chat::EdgeTurn<'_>> =
-                turns.iter().map(|t| crate::edge_chat::EdgeTurn { role: &t.role, content: &t.content }).collect();
-            crate::edge_chat::render(&t, thinking)
+                turns.iter().map(|t| crate::edge_chat::EdgeTurn { role: &t.role, content: &t.content, calls: &t.calls }).collect();
+            crate::edge_chat::render(&t, thinking, &tools.texts)
         }
-        Format::Reka => render_jinja(REKA_TEMPLATE, turns, &bos, &eos),
-        Format::Jinja(source) => render_jinja(source, turns, &bos, &eos),
-        Format::Plain => Ok(plain(turns)),
+        Format::Reka => render_jinja(REKA_TEMPLATE, &hermes(), &bos, &eos),
+        // A template written for tools gets them as transformers passes them.
+        Format::Jinja(source) if takes_tools(source) => {
+            let messages: Vec<serde_json::Value> = turns.iter().map(Turn::with_calls).collect();
+            let tools = (!tools.values.is_empty()).then_some(&tools.values);
+            render_source(source, context! { messages => messages, tools => tools, add_generation_prompt => true, bos_token => bos, eos_token => eos })
+        }
+        Format::Jinja(source) => render_jinja(source, &hermes(), &bos, &eos),
+        Format::Plain => Ok(plain(&hermes())),
     }
+}
+
+/// Whether a Jinja template renders `tools` itself (Qwen2.5, Llama 3.1 and
+/// Hermes templates do; SmolLM2's does not).
+fn takes_tools(source: &str) -> bool {
+    source.contains("tools") && source.contains("tool_call")
 }
 
 /// Renders a Jinja chat template with the settings transformers uses
@@ -114,6 +176,11 @@ pub fn render_jinja(source: &str, turns: &[Turn], bos: &str, eos: &str) -> Resul
 
 /// [`render_jinja`] with the generation prompt appended or not.
 pub fn render_jinja_with(source: &str, turns: &[Turn], bos: &str, eos: &str, add_generation_prompt: bool) -> Result<String, String> {
+    render_source(source, context! { messages => turns, add_generation_prompt => add_generation_prompt, bos_token => bos, eos_token => eos })
+}
+
+/// Renders a Jinja chat template with `ctx`.
+fn render_source(source: &str, ctx: minijinja::Value) -> Result<String, String> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
@@ -125,12 +192,7 @@ pub fn render_jinja_with(source: &str, turns: &[Turn], bos: &str, eos: &str, add
     let tmpl = env
         .get_template("chat")
         .map_err(|e| format!("chat template: {e}"))?;
-    tmpl.render(context! {
-        messages => turns,
-        add_generation_prompt => add_generation_prompt,
-        bos_token => bos,
-        eos_token => eos,
-    })
+    tmpl.render(ctx)
     .map_err(|e| format!("the chat template rejected the messages: {e}"))
 }
 
@@ -163,10 +225,7 @@ mod tests {
                 .as_array()
                 .expect("messages")
                 .iter()
-                .map(|m| Turn {
-                    role: m["role"].as_str().unwrap_or_default().into(),
-                    content: m["content"].as_str().unwrap_or_default().into(),
-                })
+                .map(|m| Turn::new(m["role"].as_str().unwrap_or_default(), m["content"].as_str().unwrap_or_default().into()))
                 .collect();
             let got = render_jinja(source, &turns, "<|im_start|>", "<|im_end|>").expect("renders");
             assert_eq!(got, case["rendered"].as_str().expect("rendered"));
@@ -177,10 +236,7 @@ mod tests {
         v.as_array()
             .expect("messages")
             .iter()
-            .map(|m| Turn {
-                role: m["role"].as_str().unwrap_or_default().into(),
-                content: m["content"].as_str().unwrap_or_default().into(),
-            })
+            .map(|m| Turn::new(m["role"].as_str().unwrap_or_default(), m["content"].as_str().unwrap_or_default().into()))
             .collect()
     }
 
@@ -188,9 +244,9 @@ mod tests {
     #[test]
     fn reka_format_matches_the_model_card() {
         let turns = [
-            Turn { role: "user".into(), content: "this is round 1 prompt".into() },
-            Turn { role: "assistant".into(), content: "this is round 1 response".into() },
-            Turn { role: "user".into(), content: "this is round 2 prompt".into() },
+            Turn::new("user", "this is round 1 prompt".into()),
+            Turn::new("assistant", "this is round 1 response".into()),
+            Turn::new("user", "this is round 2 prompt".into()),
         ];
         let got = render_jinja(REKA_TEMPLATE, &turns, "", "").expect("renders");
         assert_eq!(
@@ -242,7 +298,7 @@ mod tests {
 
     #[test]
     fn template_errors_are_reported_not_panicked() {
-        let turns = [Turn { role: "user".into(), content: "x".into() }];
+        let turns = [Turn::new("user", "x".into())];
         let e = render_jinja("{{ raise_exception('no system role') }}", &turns, "", "").unwrap_err();
         assert!(e.contains("no system role"), "{e}");
         assert!(render_jinja("{% for %}", &turns, "", "").is_err());

@@ -112,7 +112,7 @@ fn every_format_takes_special_tokens_only_from_its_template() {
             .iter()
             .map(|(role, text)| {
                 let content = if clean { specials.iter().fold(text.to_string(), |t, s| t.replace(s, "")) } else { text.to_string() };
-                template::Turn { role: role.to_string(), content }
+                template::Turn::new(role, content)
             })
             .collect()
     };
@@ -122,15 +122,15 @@ fn every_format_takes_special_tokens_only_from_its_template() {
     for info in &formats {
         let format = template::Format::of(info);
         formats_seen.push(format!("{format:?}").split('(').next().unwrap_or_default().to_string());
-        let got = chat_prompt(info, &tok, &messages, options).expect("prompt").token_ids;
+        let got = chat_prompt(info, &tok, &messages, options.clone()).expect("prompt").token_ids;
         // What the template alone writes, tokenised as before this rule.
-        let clean = template::render(info, &tok, &turns(true), false).expect("renders");
+        let clean = template::render(info, &tok, &turns(true), false, &template::Tools::default()).expect("renders");
         let want: Vec<u32> = tok.encode(&clean, true).into_iter().filter(|&i| tok.is_special(i)).collect();
         let got_special: Vec<u32> = got.iter().copied().filter(|&i| tok.is_special(i)).collect();
         assert_eq!(got_special, want, "{format:?}");
         assert!(!want.is_empty() || format == template::Format::Reka || format == template::Format::Plain, "{format:?}");
         // The forged markers are there, as text.
-        let said = template::render(info, &tok, &turns(false), false).expect("renders");
+        let said = template::render(info, &tok, &turns(false), false, &template::Tools::default()).expect("renders");
         assert_eq!(tok.decode(&got, false), said, "{format:?}");
     }
     assert_eq!(formats_seen, ["Jinja", "Reka", "RekaEdge", "Plain"]);

@@ -28,6 +28,17 @@ impl Shared {
     }
 }
 
+/// What shapes an answer's text besides sampling.
+#[derive(Clone)]
+pub struct Rules {
+    /// Stop strings.
+    pub stops: Vec<String>,
+    /// What the output must be, when the request constrains it.
+    pub constraint: Option<Constraint>,
+    /// Special tokens are left out of the text.
+    pub skip_special: bool,
+}
+
 pub struct Answer {
     /// The choice index: prompt × n + answer.
     pub index: u32,
@@ -48,7 +59,8 @@ pub struct Answer {
 }
 
 impl Answer {
-    pub fn new(index: u32, stream: u32, sampler: Sampler, stops: Vec<String>, penalties: Penalties, next: StreamOut, constraint: Option<Constraint>, skip_special: bool) -> Self {
+    pub fn new(index: u32, stream: u32, sampler: Sampler, rules: Rules, penalties: Penalties, next: StreamOut) -> Self {
+        let Rules { stops, constraint, skip_special } = rules;
         Self {
             index,
             stream,

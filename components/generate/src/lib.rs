@@ -24,7 +24,7 @@ wit_bindgen::generate!({
     },
 });
 
-use answer::{Answer, Shared};
+use answer::{Answer, Rules, Shared};
 use exports::reka::inference::generate::{Generation, Guest, GuestGeneration};
 use penalties::{Penalties, Settings};
 use reka::inference::types::{Chunk, Embeddings, Error, ErrorKind, MediaInput, MediaKind, Sampling, TokenLogprob};
@@ -165,12 +165,13 @@ impl GuestGeneration for Gen {
         }
         let mut stops = stop_strings;
         stops.extend(sampling.stop.iter().cloned());
+        let rules = Rules { stops, constraint: compiled, skip_special: sampling.skip_special_tokens };
         let mut answers = Vec::with_capacity(prompts.len() * n);
         for (p, out) in first.streams.into_iter().enumerate() {
             for j in 0..n {
                 let index = p * n + j;
                 let stream = if j == 0 { p as u32 } else { p_count + (p * (n - 1) + j - 1) as u32 };
-                answers.push(Answer::new(index as u32, stream, sampler(index), stops.clone(), penalties[p].clone(), out.clone(), compiled.clone(), sampling.skip_special_tokens));
+                answers.push(Answer::new(index as u32, stream, sampler(index), rules.clone(), penalties[p].clone(), out.clone()));
             }
         }
         let shared = Shared { tok, stop_ids, max_tokens: sampling.max_tokens, logprobs: sampling.logprobs };

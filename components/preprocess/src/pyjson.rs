@@ -9,36 +9,81 @@ use std::fmt::Write;
 
 /// `json.dumps(value)`.
 pub fn dumps(value: &Value) -> String {
+    dumps_with(value, true, None)
+}
+
+/// `json.dumps(value, ensure_ascii=ensure_ascii, indent=indent)`.
+pub fn dumps_with(value: &Value, ensure_ascii: bool, indent: Option<usize>) -> String {
     let mut out = String::new();
-    write(value, &mut out);
+    write(value, &mut out, &Style { ascii: ensure_ascii, indent, level: 0 });
     out
 }
 
-fn write(value: &Value, out: &mut String) {
+/// How to write: ASCII only or not, the indent (Python then ends lines
+/// after `,`), the nesting level.
+struct Style {
+    ascii: bool,
+    indent: Option<usize>,
+    level: usize,
+}
+
+impl Style {
+    fn inner(&self) -> Style {
+        Style { level: self.level + 1, ..*self }
+    }
+
+    /// Before an item: `", "`, or a newline and the indent.
+    fn before(&self, first: bool, out: &mut String) {
+        match self.indent {
+            None if !first => out.push_str(", "),
+            None => {}
+            Some(n) => {
+                if !first {
+                    out.push(',');
+                }
+                out.push('\n');
+                out.push_str(&" ".repeat(n * (self.level + 1)));
+            }
+        }
+    }
+
+    /// Before a non-empty container's closing bracket.
+    fn close(&self, out: &mut String) {
+        if let Some(n) = self.indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(n * self.level));
+        }
+    }
+}
+
+fn write(value: &Value, out: &mut String, st: &Style) {
+    let ascii = st.ascii;
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => number(n, out),
-        Value::String(s) => string(s, out),
+        Value::String(s) => string(s, out, ascii),
         Value::Array(a) => {
             out.push('[');
             for (i, v) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write(v, out);
+                st.before(i == 0, out);
+                write(v, out, &st.inner());
+            }
+            if !a.is_empty() {
+                st.close(out);
             }
             out.push(']');
         }
         Value::Object(o) => {
             out.push('{');
             for (i, (k, v)) in o.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                string(k, out);
+                st.before(i == 0, out);
+                string(k, out, ascii);
                 out.push_str(": ");
-                write(v, out);
+                write(v, out, &st.inner());
+            }
+            if !o.is_empty() {
+                st.close(out);
             }
             out.push('}');
         }
@@ -108,7 +153,7 @@ fn plain(f: f64) -> String {
     }
 }
 
-fn string(s: &str, out: &mut String) {
+fn string(s: &str, out: &mut String, ascii: bool) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -120,6 +165,7 @@ fn string(s: &str, out: &mut String) {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             ' '..='~' => out.push(c),
+            _ if !ascii && c >= ' ' => out.push(c),
             _ => {
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
@@ -141,6 +187,9 @@ mod tests {
     fn writes_as_python() {
         let v: Value = serde_json::from_str(r#"{"b": [1, 2.5, null, true], "a": "é😀\n\u007f<x>", "c": {}}"#).expect("json");
         assert_eq!(dumps(&v), r#"{"b": [1, 2.5, null, true], "a": "\u00e9\ud83d\ude00\n\u007f<x>", "c": {}}"#);
+        let nested = json!({"a": [1, {"b": []}], "c": {}});
+        assert_eq!(dumps_with(&nested, false, Some(2)), "{\n  \"a\": [\n    1,\n    {\n      \"b\": []\n    }\n  ],\n  \"c\": {}\n}");
+        assert_eq!(dumps_with(&json!("é"), false, None), "\"é\"");
         for (f, want) in [(1.0, "1.0"), (1e20, "1e+20"), (1e-7, "1e-07"), (0.0001, "0.0001"), (123456.789, "123456.789"), (1e16, "1e+16"), (1e15, "1000000000000000.0"), (-2.5e-5, "-2.5e-05")] {
             assert_eq!(dumps(&json!(f)), want, "{f}");
         }

@@ -73,6 +73,16 @@ fn raise_exception(msg: String) -> Result<String, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, msg))
 }
 
+/// transformers' `tojson` filter: `json.dumps` (`ensure_ascii` false unless
+/// asked), not minijinja's HTML-safe one.
+fn tojson(value: minijinja::Value, kwargs: minijinja::value::Kwargs) -> Result<String, Error> {
+    let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
+    let indent: Option<usize> = kwargs.get("indent")?;
+    kwargs.assert_all_used()?;
+    let v = serde_json::to_value(&value).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    Ok(crate::pyjson::dumps_with(&v, ensure_ascii.unwrap_or(false), indent))
+}
+
 fn token_text(tok: &Tokenizer, id: Option<u32>) -> String {
     id.map(|i| String::from_utf8_lossy(tok.token_bytes(i)).into_owned())
         .unwrap_or_default()
@@ -152,14 +162,18 @@ pub fn render(info: &ModelInfo, tok: &Tokenizer, turns: &[Turn], thinking: bool,
         }
         Format::Reka => render_jinja(REKA_TEMPLATE, &hermes(), &bos, &eos),
         // A template written for tools gets them as transformers passes them.
-        Format::Jinja(source) if takes_tools(source) => {
-            let messages: Vec<serde_json::Value> = turns.iter().map(Turn::with_calls).collect();
-            let tools = (!tools.values.is_empty()).then_some(&tools.values);
-            render_source(source, context! { messages => messages, tools => tools, add_generation_prompt => true, bos_token => bos, eos_token => eos })
-        }
+        Format::Jinja(source) if takes_tools(source) => render_jinja_tools(source, turns, &tools.values, &bos, &eos),
         Format::Jinja(source) => render_jinja(source, &hermes(), &bos, &eos),
         Format::Plain => Ok(plain(&hermes())),
     }
+}
+
+/// Renders a template that takes `tools` and tool calls as transformers
+/// hands them over.
+fn render_jinja_tools(source: &str, turns: &[Turn], tools: &[serde_json::Value], bos: &str, eos: &str) -> Result<String, String> {
+    let messages: Vec<serde_json::Value> = turns.iter().map(Turn::with_calls).collect();
+    let tools = (!tools.is_empty()).then_some(tools);
+    render_source(source, context! { messages => messages, tools => tools, add_generation_prompt => true, bos_token => bos, eos_token => eos })
 }
 
 /// Whether a Jinja template renders `tools` itself (Qwen2.5, Llama 3.1 and
@@ -187,6 +201,7 @@ fn render_source(source: &str, ctx: minijinja::Value) -> Result<String, String> 
     minijinja_contrib::add_to_environment(&mut env);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("raise_exception", raise_exception);
+    env.add_filter("tojson", tojson);
     env.add_template("chat", source)
         .map_err(|e| format!("the model's chat template does not parse: {e}"))?;
     let tmpl = env
@@ -229,6 +244,36 @@ mod tests {
                 .collect();
             let got = render_jinja(source, &turns, "<|im_start|>", "<|im_end|>").expect("renders");
             assert_eq!(got, case["rendered"].as_str().expect("rendered"));
+        }
+    }
+
+    /// A template that renders tools (tojson in its three forms, calls with
+    /// object arguments, tool results) against transformers' rendering
+    /// (tests/fixtures/chat_template/make_tools_reference.py).
+    #[test]
+    fn tools_template_renders_like_transformers() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/chat_template/tools.json");
+        let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
+        let source = fixture["template"].as_str().expect("template");
+        assert!(takes_tools(source));
+        for case in fixture["cases"].as_array().expect("cases") {
+            let turns: Vec<Turn> = case["messages"]
+                .as_array()
+                .expect("messages")
+                .iter()
+                .map(|m| {
+                    let mut t = Turn::new(m["role"].as_str().unwrap_or_default(), m["content"].as_str().unwrap_or_default().into());
+                    t.tool_call_id = m["tool_call_id"].as_str().map(str::to_string);
+                    for c in m["tool_calls"].as_array().into_iter().flatten() {
+                        // The gateway hands arguments over as JSON text.
+                        t.calls.push(Call { name: c["function"]["name"].as_str().unwrap_or_default().into(), arguments: c["function"]["arguments"].to_string() });
+                    }
+                    t
+                })
+                .collect();
+            let tools = case["tools"].as_array().expect("tools");
+            let got = render_jinja_tools(source, &turns, tools, "", "").expect("renders");
+            assert_eq!(got, case["rendered"].as_str().expect("rendered"), "{}", case["name"]);
         }
     }
 

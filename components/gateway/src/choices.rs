@@ -155,7 +155,8 @@ impl Plan {
                         delta["content"] = Value::Null;
                     }
                 }
-                if !text.content.is_empty() || (text.reasoning.is_empty() && text.calls.is_empty()) {
+                // After tool calls an empty delta is `{}`, as OpenAI sends it.
+                if !text.content.is_empty() || (text.reasoning.is_empty() && text.calls.is_empty() && !c.answer.made_calls()) {
                     delta["content"] = json!(text.content);
                 }
                 c.first = false;

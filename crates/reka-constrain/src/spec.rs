@@ -36,7 +36,37 @@ fn json_options() -> Value {
     json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "})
 }
 
-/// `schema` with the JSON options (a boolean schema becomes an object one).
+/// Closes every object schema that lists `properties` and says nothing of
+/// others (`additionalProperties: false`), as vLLM's default backend
+/// (xgrammar) does and OpenAI's strict mode requires: the schemas pydantic,
+/// instructor and langchain send leave it out and mean "these keys", and a
+/// small model given room invents keys until `max_tokens`. `allOf` branches
+/// are left open (closing each would forbid the others' keys).
+pub fn close_objects(schema: &mut Value) {
+    let Some(o) = schema.as_object_mut() else { return };
+    if o.contains_key("properties") && !o.contains_key("additionalProperties") && !o.contains_key("patternProperties") {
+        o.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    for (k, v) in o.iter_mut() {
+        match k.as_str() {
+            "properties" | "$defs" | "definitions" | "patternProperties" => {
+                if let Some(m) = v.as_object_mut() {
+                    m.values_mut().for_each(close_objects);
+                }
+            }
+            "items" | "additionalItems" | "additionalProperties" | "not" => close_objects(v),
+            "prefixItems" | "anyOf" | "oneOf" => {
+                if let Some(a) = v.as_array_mut() {
+                    a.iter_mut().for_each(close_objects);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `schema` with the JSON options (a boolean schema becomes an object one)
+/// and its objects closed ([`close_objects`]).
 fn with_options(schema: &Value) -> Result<Value, String> {
     let mut s = match schema {
         Value::Object(_) => schema.clone(),
@@ -44,6 +74,7 @@ fn with_options(schema: &Value) -> Result<Value, String> {
         Value::Bool(false) => return Err("the schema `false` allows nothing".into()),
         _ => return Err("a JSON schema must be an object".into()),
     };
+    close_objects(&mut s);
     if let Some(o) = s.as_object_mut() {
         o.insert("x-guidance".into(), json_options());
     }

@@ -55,6 +55,21 @@ fn json_schema_documents() {
 }
 
 #[test]
+fn objects_that_list_properties_are_closed_unless_they_say_otherwise() {
+    let c = compiler();
+    let listed = json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "object", "properties": {"c": {"type": "string"}}}}});
+    let spec = Spec::JsonSchema(listed.clone());
+    walk(&c, &spec, r#"{"a": 1, "b": {"c": "x"}}"#, true).expect("listed keys");
+    assert!(walk(&c, &spec, r#"{"a": 1, "z": 2}"#, true).is_err(), "an extra key at the top");
+    assert!(walk(&c, &spec, r#"{"b": {"c": "x", "z": 2}}"#, true).is_err(), "an extra key inside");
+    let mut open = listed;
+    open["additionalProperties"] = json!(true);
+    walk(&c, &Spec::JsonSchema(open), r#"{"a": 1, "z": 2}"#, true).expect("open on request");
+    // A free-form object stays free.
+    walk(&c, &Spec::JsonSchema(json!({"type": "object"})), r#"{"z": [2]}"#, true).expect("free-form");
+}
+
+#[test]
 fn choices_regex_and_object() {
     let c = compiler();
     let spec = Spec::Choice(vec!["yes".into(), "no (maybe)".into()]);

@@ -146,3 +146,17 @@ fn the_gguf_pair_answers_as_llama_cpp() {
     let want: String = p["greedy_pieces"].as_array().expect("pieces").iter().map(|x| x.as_str().expect("piece")).collect();
     assert_eq!(v["choices"][0]["message"]["content"], want.as_str());
 }
+
+/// A tools request's prompt, tokenised through the gateway's `/tokenize`
+/// (tools read as the chat endpoint reads them), is the token ids Reka's
+/// plugin makes of it (its template and its tokenizer, reference.json).
+#[test]
+fn a_tools_prompt_is_the_plugins_tokens() {
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(fixture().join("reference.json")).expect("reference.json")).expect("json");
+    let case = r["chat_format"].as_array().expect("chat_format").iter().find(|c| c["name"] == "tool_call_and_response").expect("case");
+    let server = server();
+    let body = json!({"model": "reka-edge-tiny", "messages": case["messages"], "tools": case["tools"]});
+    let resp = server.post_json("/tokenize", &body);
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json()["tokens"], case["ids"]);
+}

@@ -48,9 +48,20 @@ pub struct Compiler {
 }
 
 impl Compiler {
-    /// A compiler for `vocab`.
+    /// A compiler for `vocab`, with llguidance's lexer slices: the vocabulary
+    /// is pre-split by the regexes JSON strings use, which makes masks inside
+    /// strings cheap and costs a pass over the vocabulary per slice up front.
     pub fn new(vocab: Vocab) -> Result<Self, String> {
-        let mut factory = ParserFactory::new_simple(vocab.env()).map_err(|e| e.to_string())?;
+        Self::build(vocab, &llguidance::earley::SlicedBiasComputer::general_slices())
+    }
+
+    /// A compiler for `vocab` without slices: cheap to build, dearer masks.
+    pub fn without_slices(vocab: Vocab) -> Result<Self, String> {
+        Self::build(vocab, &[])
+    }
+
+    fn build(vocab: Vocab, slices: &[String]) -> Result<Self, String> {
+        let mut factory = ParserFactory::new(vocab.env(), Default::default(), slices).map_err(|e| e.to_string())?;
         factory.quiet();
         Ok(Self { factory: Arc::new(factory), vocab })
     }

@@ -9,14 +9,16 @@ cargo clippy --release --manifest-path components/Cargo.toml --target wasm32-was
 # The components' logic (sampling, stop strings, request validation) also runs natively.
 cargo test --release --manifest-path components/Cargo.toml --lib
 cargo test --release --workspace
-# examples/embed: stock wasmtime + reka-engine's wasi:nn backend, one in-process
-# request to the composed app; the body must be a completion.
-cargo run --release -p reka-embed-example -- "$(target/release/reka-host fetch | grep '\.gguf$')" target/wasm/reka-app.wasm "The capital of France is" | grep '"choices"'
+# (examples/embed's test runs the example binary: stock wasmtime + reka-engine's
+# wasi:nn backend, one in-process request to the composed app.)
 # Deployment files offline: manifests against the Kubernetes and SpinApp
 # schemas, and the image's layer runs on its own (docs/DEPLOY.md).
 scripts/deploy-check.sh
 # Reka Edge over HTTP with the official openai Python client (pip, pinned).
 scripts/openai-client-check.sh
+# Structured output and tool calls through openai, instructor and langchain-openai
+# (pip, pinned in tests/clients/requirements.txt) against SmolLM2.
+scripts/structured-client-check.sh
 # lm-evaluation-harness (PyPI, pinned) against the server on 50 questions each of
 # ARC-Easy and HellaSwag: every choice's log-likelihood against lm-eval's own hf
 # backend (tests/fixtures/eval; tolerances in docs/EVAL.md).

@@ -90,7 +90,7 @@ impl Constraint {
         let n = words.len().min(v.as_slice().len());
         words[..n].copy_from_slice(&v.as_slice()[..n]);
         if let Some(last) = words.last_mut() {
-            if self.vocab_size % 32 != 0 {
+            if !self.vocab_size.is_multiple_of(32) {
                 *last &= (1u32 << (self.vocab_size % 32)) - 1;
             }
         }

@@ -24,7 +24,7 @@ LOG=target/cuda-emu/logs
 mkdir -p "$LOG"
 emu() { LD_LIBRARY_PATH="$EMU:$NVRTC_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
 
-echo "== 1. CUDA kernel tests on the emulator"
+echo "[${SECONDS} s] == 1. CUDA kernel tests on the emulator"
 emu cargo test --release -p reka-kernels --features cuda cuda:: -- --nocapture 2>&1 | tee "$LOG/kernel-tests.txt"
 if grep -q "^skipped" "$LOG/kernel-tests.txt"; then
     echo "the kernel tests skipped: the emulator was not picked up" >&2
@@ -37,7 +37,7 @@ scripts/build-cuda-host.sh "$GPU_BIN"
 FETCHED=$(target/release/reka-host fetch)
 SMOL=$(printf '%s\n' "$FETCHED" | grep -m1 '\.gguf$')
 
-echo "== 2. GPU vs CPU decoder logits: reka-tiny, SmolLM2 Q4_1"
+echo "[${SECONDS} s] == 2. GPU vs CPU decoder logits: reka-tiny, SmolLM2 Q4_1"
 TINY=$(mktemp -d)
 "$GPU_BIN" write-checkpoint --preset reka-tiny --out "$TINY/reka-tiny" >/dev/null 2>&1
 emu "$GPU_BIN" gpu-bench --model "$TINY/reka-tiny" --verify --verify-model "$SMOL" --batch 1 -n 3 \
@@ -46,7 +46,7 @@ rm -rf "$TINY"
 grep -E "^device:|^verify: " "$LOG/verify.txt"
 [ "$(grep -c "^verify: GPU decoder matches" "$LOG/verify.txt")" = 2 ] || { echo "verify did not run on the emulator" >&2; exit 1; }
 
-echo "== 3. HTTP greedy tokens: serve --device cuda (graphs, batched) vs --device cpu"
+echo "[${SECONDS} s] == 3. HTTP greedy tokens: serve --device cuda (graphs, batched) vs --device cpu"
 emu python3 scripts/http-greedy-compare.py "$GPU_BIN" "$SMOL" --devices cuda,cpu --out "$LOG" --concurrent-a \
     --prompts "${REKA_EMU_PROMPTS:-2}" --max-tokens "${REKA_EMU_TOKENS:-16}"
 grep -m1 "decoder on the GPU" "$LOG/serve-cuda.log"

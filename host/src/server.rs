@@ -153,6 +153,16 @@ impl Server {
         wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(wt)?;
         wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |s: &mut RequestState| s.nn_view())
             .map_err(wt)?;
+        crate::kv::add_to_linker(&mut linker, RequestState::kv_view).map_err(wt)?;
+        let mut app = app;
+        let stores = crate::kv::KvStores::open(
+            app.components.values().flat_map(|c| c.key_value_stores.iter().map(String::as_str)),
+            &app.key_value,
+            &app.state_dir,
+        )?;
+        for c in app.components.values_mut() {
+            c.kv = stores.access(&c.key_value_stores);
+        }
         let mut components = HashMap::new();
         for (id, spec) in &app.components {
             let started = Instant::now();

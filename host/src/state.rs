@@ -1,6 +1,7 @@
 //! Per-request store state: WASI (environment and mounts from the manifest),
 //! `wasi:http`, and a view of the shared models for `wasi:nn`.
 
+use crate::kv::{KvAccess, KvView};
 use crate::limits::{HasLimiter, LimitHit, Limiter};
 use crate::manifest::Component as AppComponent;
 use crate::nn::Models;
@@ -20,6 +21,7 @@ pub struct RequestState {
     nn: WasiNnCtx,
     outbound: OutboundPolicy,
     limiter: Limiter,
+    kv: KvAccess,
 }
 
 /// Environment variable that lists the served model names (default first).
@@ -56,12 +58,18 @@ impl RequestState {
             nn: WasiNnCtx::new([], models.registry()),
             outbound,
             limiter: Limiter::new(component.limits, hit),
+            kv: component.kv.clone(),
         })
     }
 
     /// The wasi:nn view of this store.
     pub fn nn_view(&mut self) -> WasiNnView<'_> {
         WasiNnView::new(&mut self.table, &mut self.nn)
+    }
+
+    /// The key-value view of this store (crate::kv).
+    pub fn kv_view(&mut self) -> KvView<'_> {
+        KvView { table: &mut self.table, access: &mut self.kv }
     }
 
     /// The wasi:http view of this store.

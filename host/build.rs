@@ -29,6 +29,9 @@ fn main() -> Result<()> {
         "components/guest",
         "components/p3-hello",
         "components/misbehave",
+        "components/playground",
+        "components/arena",
+        "components/kv-probe",
         "crates",
         "wit",
     ] {
@@ -44,8 +47,9 @@ fn main() -> Result<()> {
         Ok((*n, std::fs::read(path).with_context(|| format!("reading {}", path.display()))?))
     };
     // The app: the gateway over preprocess, generate and the Spin LLM
-    // provider (its `/infer`). p3-hello (the p3 path) and misbehave (the
-    // per-request limits) are test guests.
+    // provider (its `/infer`). The playground and the arena are components of
+    // their own (spin.toml); p3-hello (the p3 path), misbehave (the
+    // per-request limits) and kv-probe (the key-value stores) are test guests.
     let app = compose::chain(&[read("preprocess")?, read("generate")?, read("spin_llm")?, read("gateway")?])?;
     // The Spin LLM provider alone (exports `fermyon:spin/llm@2.0.0`): the host
     // plugs it into Spin apps that import that interface.
@@ -96,7 +100,7 @@ fn build_components(root: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
         );
     }
     let dir = target_dir.join(TARGET).join("release");
-    Ok(["gateway", "preprocess", "generate", "spin_llm", "p3_hello", "misbehave"]
+    Ok(["gateway", "preprocess", "generate", "spin_llm", "p3_hello", "misbehave", "playground", "arena_app", "kv_probe"]
         .into_iter()
         .map(|n| (n, dir.join(format!("reka_{n}.wasm"))))
         .collect())

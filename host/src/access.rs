@@ -27,7 +27,7 @@ impl ApiKeys {
 
     /// Whether a request to `path` with `headers` may go on.
     pub fn allows(&self, path: &str, headers: &HeaderMap) -> bool {
-        if self.keys.is_empty() || self.exempt.iter().any(|p| p.trim_end_matches('/') == path.trim_end_matches('/')) {
+        if self.keys.is_empty() || self.exempt.iter().any(|p| exempt_matches(p, path)) {
             return true;
         }
         let Some(given) = headers
@@ -39,6 +39,15 @@ impl ApiKeys {
         };
         // Every key is compared, each in time independent of where it differs.
         self.keys.iter().fold(false, |ok, k| ok | constant_time_eq(k, given.trim().as_bytes()))
+    }
+}
+
+/// Whether `path` is the exempt `pattern`: the same path, or under a
+/// `/prefix/...` pattern (as spin.toml's routes are written).
+fn exempt_matches(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix("/...") {
+        Some(prefix) => path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+        None => pattern.trim_end_matches('/') == path.trim_end_matches('/'),
     }
 }
 
@@ -141,6 +150,14 @@ mod tests {
         assert!(!keys.allows("/v1/models", &headers(&[])));
         assert!(keys.allows("/health", &headers(&[])));
         assert!(ApiKeys::new([], []).allows("/v1/models", &headers(&[])));
+        // The web UI's pages and files (the defaults of --api-key-exempt).
+        let ui = ApiKeys::new(["k".to_string()], ["/".to_string(), "/ui/...".to_string(), "/arena".to_string()]);
+        for open in ["/", "/ui/chat.js", "/ui", "/arena", "/arena/"] {
+            assert!(ui.allows(open, &headers(&[])), "{open}");
+        }
+        for closed in ["/v1/models", "/uix", "/arena/api/vote", "/arena/leaderboard.json"] {
+            assert!(!ui.allows(closed, &headers(&[])), "{closed}");
+        }
     }
 
     #[test]

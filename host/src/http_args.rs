@@ -12,8 +12,10 @@ pub struct HttpArgs {
     /// repeated, or comma-separated in REKA_API_KEY).
     #[arg(long = "api-key", env = "REKA_API_KEY", value_delimiter = ',', hide_env_values = true)]
     pub api_keys: Vec<String>,
-    /// Paths served without a key.
-    #[arg(long, value_delimiter = ',', default_value = "/health,/metrics")]
+    /// Paths served without a key (`/prefix/...`: all under it). The web UI's
+    /// pages and files are among the defaults; the API calls they make carry the
+    /// key typed into the page.
+    #[arg(long, value_delimiter = ',', default_value = "/health,/metrics,/,/ui/...,/arena,/arena/leaderboard")]
     pub api_key_exempt: Vec<String>,
     /// Origins allowed to call from a browser (CORS); `*` for any. Off by default.
     #[arg(long, env = "REKA_CORS_ALLOW_ORIGIN", value_delimiter = ',')]

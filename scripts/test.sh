@@ -21,6 +21,9 @@ step scripts/openai-client-check.sh
 # Structured output and tool calls through openai, instructor and langchain-openai
 # (pip, pinned in tests/clients/requirements.txt) against SmolLM2.
 step scripts/structured-client-check.sh
+# The web UI (playground, arena, leaderboard) in Debian's headless Chromium,
+# driven by Selenium (pip, pinned): docs/WEB.md, "Tested".
+step scripts/browser-check.sh
 # lm-evaluation-harness (PyPI, pinned) against the server on 50 questions each of
 # ARC-Easy and HellaSwag: every choice's log-likelihood against lm-eval's own hf
 # backend (tests/fixtures/eval; tolerances in docs/EVAL.md).
@@ -32,7 +35,7 @@ step scripts/soak-check.sh
 # tests that need no device (the GPU weight readers, --device fallback); the
 # kernel tests print why they skip (no libnvrtc / no CUDA device).
 step cargo clippy --release -p reka-host -p reka-engine -p reka-kernels --features reka-host/cuda --lib --bins -- -D warnings
-step cargo test --release -p reka-engine -p reka-kernels --features reka-engine/cuda --lib -- cuda:: gpu:: device::
+step cargo test --release -p reka-host -p reka-engine -p reka-kernels --features reka-host/cuda --lib -- cuda:: gpu:: device::
 # The GPU build on the CPU emulator of the CUDA driver (kernels/emu): the
 # kernel tests against their CPU references, GPU-vs-CPU decoder logits, and
 # greedy tokens over HTTP from `serve --device cuda` vs `--device cpu`.

@@ -25,7 +25,9 @@ mkdir -p "$LOG"
 emu() { LD_LIBRARY_PATH="$EMU:$NVRTC_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
 
 echo "[${SECONDS} s] == 1. CUDA kernel tests on the emulator"
-emu cargo test --release -p reka-kernels --features cuda cuda:: -- --nocapture 2>&1 | tee "$LOG/kernel-tests.txt"
+# -p reka-host: the same feature resolution as the GPU host build below (and
+# test.sh's GPU step), so the three share one build of the dependencies.
+emu cargo test --release -p reka-host -p reka-kernels --features reka-host/cuda --lib cuda:: -- --nocapture 2>&1 | tee "$LOG/kernel-tests.txt"
 if grep -q "^skipped" "$LOG/kernel-tests.txt"; then
     echo "the kernel tests skipped: the emulator was not picked up" >&2
     exit 1

@@ -43,7 +43,7 @@ enum Served {
     /// `wasi:http/incoming-handler@0.2`: a fresh store per request, run here.
     P2 {
         pre: ProxyPre<RequestState>,
-        spec: AppComponent,
+        spec: Box<AppComponent>,
         outbound: OutboundPolicy,
     },
     /// `wasi:http/handler@0.3`: wasmtime-wasi-http's handler drives the store's
@@ -199,7 +199,7 @@ impl Server {
             let served = match ProxyPre::new(instance_pre.clone()) {
                 Ok(pre) => Served::P2 {
                     pre,
-                    spec: spec.clone(),
+                    spec: Box::new(spec.clone()),
                     outbound,
                 },
                 Err(p2_err) => {

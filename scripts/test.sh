@@ -9,7 +9,9 @@ step scripts/setup.sh
 step cargo clippy --release --workspace --all-targets -- -D warnings
 step cargo clippy --release --manifest-path components/Cargo.toml --target wasm32-wasip2 -- -D warnings
 # The components' logic (sampling, stop strings, request validation) also runs natively.
-step cargo test --release --manifest-path components/Cargo.toml --lib
+# (unoptimised: they are quick to run, and the debug build takes a third of
+# the release one's time)
+step cargo test --manifest-path components/Cargo.toml --lib
 step cargo test --release --workspace
 # (examples/embed's test runs the example binary: stock wasmtime + reka-engine's
 # wasi:nn backend, one in-process request to the composed app.)

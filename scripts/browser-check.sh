@@ -17,14 +17,7 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
         exit 1
     fi
 fi
-VENV="${REKA_CACHE_DIR:-$HOME/.cache/reka}/browser-venv"
-REQS=tests/browser/requirements.txt
-WANT=$(sha256sum "$REQS" | cut -d' ' -f1)
-if [ "$(cat "$VENV/requirements.sha256" 2>/dev/null)" != "$WANT" ]; then
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet -r "$REQS"
-    echo "$WANT" >"$VENV/requirements.sha256"
-fi
+source scripts/pinned-venv.sh
+pinned_venv browser-venv tests/browser/requirements.txt
 mkdir -p target/browser
 "$VENV/bin/python" tests/browser/ui_check.py --host ./target/release/reka-host --out target/browser

@@ -9,15 +9,8 @@
 # reinstalled when that file changes). Needs target/release/reka-host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV="${REKA_CACHE_DIR:-$HOME/.cache/reka}/structured-venv"
-REQS=tests/clients/requirements.txt
-WANT=$(sha256sum "$REQS" | cut -d' ' -f1)
-if [ "$(cat "$VENV/requirements.sha256" 2>/dev/null)" != "$WANT" ]; then
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet -r "$REQS"
-    echo "$WANT" >"$VENV/requirements.sha256"
-fi
+source scripts/pinned-venv.sh
+pinned_venv structured-venv tests/clients/requirements.txt
 MODEL=$(./target/release/reka-host fetch | grep '\.gguf$' | head -1)
 source scripts/serve-bg.sh
 serve_in_background -- --model "$MODEL" --model-name smollm2-135m

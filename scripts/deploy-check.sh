@@ -45,7 +45,10 @@ fail() { echo "  FAIL $*"; exit 1; }
 mkdir -p "$tmp/app/target/wasm"
 cp "$binary" "$tmp/reka-host"
 cp spin.toml "$tmp/app/spin.toml"
-cp target/wasm/reka-app.wasm "$tmp/app/target/wasm/"
+# Every component source spin.toml names (target/wasm/...).
+for source in $(sed -n 's/^source = "\(target\/wasm\/[^"]*\)"$/\1/p' spin.toml); do
+  cp "$source" "$tmp/app/$source"
+done
 cp target/wasm/reka-llm.wasm "$tmp/reka-llm.wasm"
 for n in a b; do
   scripts/deploy-image.sh --binary "$tmp/reka-host" --llm-wasm "$tmp/reka-llm.wasm" --manifest "$tmp/app/spin.toml" \

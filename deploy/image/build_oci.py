@@ -322,6 +322,9 @@ def write_layout(args):
                 "HOME=/tmp",
                 f"REKA_CACHE_DIR={MODELS}",
                 f"REKA_LLM_WASM={LLM_WASM}",
+                # The app's state (the arena's key-value store): /app is not
+                # writable by the image's user, /tmp is.
+                "REKA_STATE_DIR=/tmp/reka-state",
             ],
             "WorkingDir": APP,
             "StopSignal": "SIGTERM",

@@ -43,7 +43,7 @@ enum Cmd {
         mmproj: Option<PathBuf>,
         /// Where the app keeps its state: the `default` key-value store
         /// (`sqlite_key_value.db`). Default: `.spin` beside the manifest, as Spin.
-        #[arg(long)]
+        #[arg(long, env = "REKA_STATE_DIR")]
         state_dir: Option<PathBuf>,
         #[command(flatten)]
         engine: EngineArgs,

@@ -133,17 +133,21 @@ pub const COMPILE_CACHE_ENV: &str = "REKA_COMPILE_CACHE";
 /// wasmtime's on-disk cache of compiled code, keyed by the component's bytes,
 /// the compiler, its settings and wasmtime's version: a restart (or another
 /// server on the machine) loads the app instead of compiling it again, which
-/// takes ~10 s for the composed app on 2 cores. `None` when switched off.
-fn compile_cache() -> Result<Option<wasmtime::Cache>> {
+/// takes ~10 s for the composed app on 2 cores. `None` when switched off, or
+/// when its folder cannot be made (a read-only home): the server then compiles
+/// at every start, as it did without the cache, and says so.
+fn compile_cache() -> Option<wasmtime::Cache> {
     let mut config = wasmtime::CacheConfig::new();
     match std::env::var(COMPILE_CACHE_ENV) {
-        Ok(v) if v == "off" || v == "0" => return Ok(None),
+        Ok(v) if v == "off" || v == "0" => return None,
         Ok(dir) if !dir.is_empty() => {
             config.with_directory(dir);
         }
         _ => {}
     }
-    wasmtime::Cache::new(config).map(Some).map_err(|e| anyhow::anyhow!("compile cache ({COMPILE_CACHE_ENV}): {e}"))
+    wasmtime::Cache::new(config)
+        .map_err(|e| tracing::warn!("no compile cache, components compile at every start ({COMPILE_CACHE_ENV}): {e}"))
+        .ok()
 }
 
 /// The wasmtime engine configuration used for serving.
@@ -151,7 +155,7 @@ pub fn engine() -> Result<Engine> {
     let mut cfg = wasmtime::Config::new();
     cfg.wasm_component_model(true);
     cfg.wasm_component_model_async(true);
-    cfg.cache(compile_cache()?);
+    cfg.cache(compile_cache());
     // Per-request time limits and cancellation points (crate::limits).
     cfg.epoch_interruption(true);
     let engine = Engine::new(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;

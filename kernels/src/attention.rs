@@ -28,8 +28,24 @@ impl Heads {
     }
 }
 
-/// Rounds to f16 precision, as llama.cpp's f16 KV cache and attention do.
+/// Rounds to f16 precision, as llama.cpp's f16 KV cache and attention do
+/// (eight lanes at a time where the CPU has AVX2 and F16C: the conversion
+/// instruction `half` itself uses per value there, so the same bits).
 pub fn round_f16(x: &mut [f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the selected level covers AVX2 and F16C.
+        #[allow(unsafe_code)]
+        {
+            done = unsafe { crate::rows_x86::round_f16(x) };
+        }
+    }
+    round_f16_scalar(&mut x[done..]);
+}
+
+/// [`round_f16`] one value at a time: the reference.
+fn round_f16_scalar(x: &mut [f32]) {
     for v in x {
         *v = f16::from_f32(*v).to_f32();
     }
@@ -63,9 +79,18 @@ pub fn rope_rows(x: &mut [f32], head_dim: usize, rot: usize, pos: &[usize], cos:
 /// Attention of `t` query rows `q` `[t, heads · head_dim]` at positions
 /// `start..start + t` over the cached `k`, `v` `[start + t, kv_heads · head_dim]`
 /// (the queries' own rows included); each query sees positions up to its own.
-/// Returns `[t, heads · head_dim]`.
-#[allow(unsafe_code)]
+/// Returns `[t, heads · head_dim]`. The (row, head) pairs are shared out over
+/// the thread pool.
 pub fn attention(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usize) -> Vec<f32> {
+    attention_with(h, q, t, k, v, start, true)
+}
+
+/// [`attention`], with the (row, head) pairs shared out over the thread pool
+/// or, without `parallel`, taken in turn on this thread (for a caller that
+/// already runs many sessions' attention in parallel: a decode row's heads
+/// are too little work to hand out again). The same bits either way.
+#[allow(unsafe_code)]
+pub fn attention_with(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usize, parallel: bool) -> Vec<f32> {
     let (scale, round_probs) = (h.scale, h.round_probs);
     let hd = h.head_dim;
     let rep = h.heads / h.kv_heads;
@@ -73,24 +98,27 @@ pub fn attention(h: Heads, q: &[f32], t: usize, k: &[f32], v: &[f32], start: usi
     assert!(q.len() >= t * h.q_width() && k.len() >= (start + t) * kvw && v.len() >= (start + t) * kvw);
     let mut out = vec![0f32; t * h.q_width()];
     let fast = has_avx2();
-    out.par_chunks_mut(hd).enumerate().for_each_init(
-        || Vec::with_capacity(start + t),
-        |scores, (n, o)| {
-            let (i, head) = (n / h.heads, n % h.heads);
-            let g = head / rep;
-            let qr = &q[i * h.q_width() + head * hd..][..hd];
-            let keys = start + i + 1;
-            let kv = (&k[g * hd..], &v[g * hd..]);
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: the CPU has AVX2 and FMA (checked once).
-                unsafe { attend_one_avx2(qr, kv, kvw, keys, scale, round_probs, scores, o) };
-                return;
-            }
-            let _ = fast;
-            attend_one::<false>(qr, kv, kvw, keys, scale, round_probs, scores, o);
-        },
-    );
+    let one = |scores: &mut Vec<f32>, (n, o): (usize, &mut [f32])| {
+        let (i, head) = (n / h.heads, n % h.heads);
+        let g = head / rep;
+        let qr = &q[i * h.q_width() + head * hd..][..hd];
+        let keys = start + i + 1;
+        let kv = (&k[g * hd..], &v[g * hd..]);
+        #[cfg(target_arch = "x86_64")]
+        if fast {
+            // SAFETY: the CPU has AVX2 and FMA (checked once).
+            unsafe { attend_one_avx2(qr, kv, kvw, keys, scale, round_probs, scores, o) };
+            return;
+        }
+        let _ = fast;
+        attend_one::<false>(qr, kv, kvw, keys, scale, round_probs, scores, o);
+    };
+    if parallel {
+        out.par_chunks_mut(hd).enumerate().for_each_init(|| Vec::with_capacity(start + t), one);
+    } else {
+        let mut scores = Vec::with_capacity(start + t);
+        out.chunks_mut(hd).enumerate().for_each(|p| one(&mut scores, p));
+    }
     out
 }
 
@@ -108,7 +136,26 @@ fn attend_one<const SIMD: bool>(qr: &[f32], kv: (&[f32], &[f32]), kvw: usize, ke
     scores.resize(keys, 0.0);
     let mut max = f32::NEG_INFINITY;
     let lanes = SIMD && cfg!(target_arch = "x86_64") && hd.is_multiple_of(8);
-    for (p, s) in scores.iter_mut().enumerate() {
+    let mut first = 0;
+    #[cfg(target_arch = "x86_64")]
+    if lanes {
+        // Eight keys at a time (the same bits as one at a time, below).
+        let mut eight = [0f32; 8];
+        while first + 8 <= keys {
+            // SAFETY: SIMD is set only by `attend_one_avx2` (AVX2 checked);
+            // rows `first..first + 8` hold `hd` values, a multiple of 8.
+            #[allow(unsafe_code)]
+            unsafe {
+                crate::rows_x86::dot_lanes8(qr, &k[first * kvw..], kvw, &mut eight)
+            };
+            for (s, d) in scores[first..first + 8].iter_mut().zip(eight) {
+                *s = d * scale;
+                max = max.max(*s);
+            }
+            first += 8;
+        }
+    }
+    for (p, s) in scores.iter_mut().enumerate().skip(first) {
         let kr = &k[p * kvw..][..hd];
         #[cfg(target_arch = "x86_64")]
         if lanes {
@@ -155,7 +202,7 @@ fn attend_one<const SIMD: bool>(qr: &[f32], kv: (&[f32], &[f32]), kvw: usize, ke
                 done = unsafe { crate::rows_x86::round_f16(scores) };
             }
         }
-        round_f16(&mut scores[done..]);
+        round_f16_scalar(&mut scores[done..]);
     }
     o.fill(0.0);
     #[cfg(target_arch = "x86_64")]
@@ -292,6 +339,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The eight-lane rounding gives `half`'s bits, specials and ties included,
+    /// and the serial attention the parallel one's.
+    #[test]
+    fn fast_rounding_and_serial_attention_give_the_same_bits() {
+        let mut s = 5;
+        let mut x: Vec<f32> = noise(1003, &mut s).iter().map(|v| v * 70000.0).collect();
+        x.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 0.0, -0.0, 1e-8, -6e-8, 65504.0, 65520.0, 1.0 + 1.0 / 2048.0, 1.0 + 3.0 / 2048.0]);
+        x.extend((0..64).map(|i| f32::from_bits(0x3380_0000 + i * 0x1000)));
+        let (mut a, mut b) = (x.clone(), x.clone());
+        round_f16(&mut a);
+        round_f16_scalar(&mut b);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a), bits(&b));
+        let h = Heads { heads: 9, kv_heads: 3, head_dim: 64, scale: 0.125, round_probs: true };
+        let (start, t) = (29, 3);
+        let q = noise(t * h.q_width(), &mut s);
+        let (k, v) = (noise((start + t) * h.kv_width(), &mut s), noise((start + t) * h.kv_width(), &mut s));
+        assert_eq!(attention_with(h, &q, t, &k, &v, start, false), attention(h, &q, t, &k, &v, start));
     }
 
     /// A prompt in one step and the same prompt one token at a time agree.

@@ -153,6 +153,60 @@ pub(crate) unsafe fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// [`dot_lanes`] of `a` with eight rows of `b` at once (row `j` starts at
+/// `j · stride`), into `out[j]`: each row's sum takes exactly the operations
+/// of [`dot_lanes`] in its order (so the same bits), but the eight
+/// independent chains overlap instead of waiting on one another.
+///
+/// # Safety
+/// The CPU must support AVX2; `a.len()` is a multiple of 8 and `b` holds
+/// `7 · stride + a.len()` values.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn dot_lanes8(a: &[f32], b: &[f32], stride: usize, out: &mut [f32; 8]) {
+    debug_assert!(a.len().is_multiple_of(8) && b.len() >= 7 * stride + a.len());
+    let mut acc = [_mm256_setzero_ps(); 8];
+    for c in (0..a.len()).step_by(8) {
+        let x = _mm256_loadu_ps(a.as_ptr().add(c));
+        for (j, r) in acc.iter_mut().enumerate() {
+            *r = _mm256_add_ps(*r, _mm256_mul_ps(x, _mm256_loadu_ps(b.as_ptr().add(j * stride + c))));
+        }
+    }
+    // Transpose, so that vector `i` holds lane `i` of every row, then add
+    // the lanes in order from the empty sum's value, as `dot_lanes` does.
+    let t0 = _mm256_unpacklo_ps(acc[0], acc[1]);
+    let t1 = _mm256_unpackhi_ps(acc[0], acc[1]);
+    let t2 = _mm256_unpacklo_ps(acc[2], acc[3]);
+    let t3 = _mm256_unpackhi_ps(acc[2], acc[3]);
+    let t4 = _mm256_unpacklo_ps(acc[4], acc[5]);
+    let t5 = _mm256_unpackhi_ps(acc[4], acc[5]);
+    let t6 = _mm256_unpacklo_ps(acc[6], acc[7]);
+    let t7 = _mm256_unpackhi_ps(acc[6], acc[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    let lanes = [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ];
+    let zero = _mm256_set1_ps([0f32; 0].iter().sum());
+    let mut sum = zero;
+    for l in lanes {
+        sum = _mm256_add_ps(sum, l);
+    }
+    _mm256_storeu_ps(out.as_mut_ptr(), _mm256_add_ps(sum, zero));
+}
+
 /// `o[d] += w[p] · v[p · stride + d]` for every `p` in order, `o` held in
 /// registers 64 values at a time. `o.len()` must be a multiple of 8.
 ///

@@ -311,6 +311,7 @@ impl Llama {
         }
         let (qw, kvw) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
         // Split the rows per step, then attend per step in parallel.
+        let many = steps.len() >= 2 * rayon::current_num_threads();
         let mut work = Vec::with_capacity(steps.len());
         let (mut qs, mut ks, mut vs) = (q.as_slice(), kk.as_slice(), v.as_slice());
         for s in steps.iter_mut() {
@@ -321,6 +322,8 @@ impl Llama {
             (qs, ks, vs) = (q2, k2, v2);
             work.push((q1, k1, v1, &mut *s.cache));
         }
+        // With several sessions at once, a session's single decode row is one
+        // task: its heads are too little work to share out again.
         let outs: Vec<Vec<f32>> = work
             .into_par_iter()
             .map(|(q1, k1, v1, cache)| {
@@ -328,7 +331,8 @@ impl Llama {
                 let (kc, vc) = &mut cache.layers[layer];
                 kc.extend_from_slice(k1);
                 vc.extend_from_slice(v1);
-                attn::attention(heads, q1, q1.len() / qw, kc, vc, start)
+                let rows = q1.len() / qw;
+                attn::attention_with(heads, q1, rows, kc, vc, start, !(many && rows == 1))
             })
             .collect();
         let y = Tensor::from_vec(outs.concat(), (pos.len(), qw), &self.device)?;

@@ -172,19 +172,24 @@ pub(crate) fn combine_k(kt: KType, (d, dmin): (f32, f32), da: f32, sumi: i32, su
 pub(crate) fn dot_k(kt: KType, row: &[u8], a: &Q8K) -> f32 {
     let mut acc = 0f32;
     for (b, blk) in row.chunks_exact(kt.block_bytes()).enumerate() {
-        let dec = decode_k(kt, blk);
-        let qa = &a.qs[b * QK_K..(b + 1) * QK_K];
-        let (mut sumi, mut summs) = (0i32, 0i32);
-        for g in 0..16 {
-            let (mut s, mut sa) = (0i32, 0i32);
-            for (&q, &x) in dec.q[16 * g..16 * (g + 1)].iter().zip(&qa[16 * g..16 * (g + 1)]) {
-                s += q as i32 * x as i32;
-                sa += x as i32;
-            }
-            sumi += dec.scale[g] * s;
-            summs += dec.min[g] * sa;
-        }
+        let (sumi, summs) = block_sums(&decode_k(kt, blk), &a.qs[b * QK_K..(b + 1) * QK_K]);
         acc = combine_k(kt, block_scales(kt, blk), a.d[b], sumi, summs, acc);
     }
     acc
+}
+
+/// A decoded block's exact integer sums against one block of activation
+/// quants: `sumi = Σ scale·q·a` and `summs = Σ min·a`.
+pub(crate) fn block_sums(dec: &Decoded, qa: &[i8]) -> (i32, i32) {
+    let (mut sumi, mut summs) = (0i32, 0i32);
+    for g in 0..16 {
+        let (mut s, mut sa) = (0i32, 0i32);
+        for (&q, &x) in dec.q[16 * g..16 * (g + 1)].iter().zip(&qa[16 * g..16 * (g + 1)]) {
+            s += q as i32 * x as i32;
+            sa += x as i32;
+        }
+        sumi += dec.scale[g] * s;
+        summs += dec.min[g] * sa;
+    }
+    (sumi, summs)
 }

@@ -33,13 +33,13 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()))
 }
 
-fn bits(v: &[f32]) -> Vec<u32> {
+pub(crate) fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
 /// Both realistic (candle-quantized) and random-byte weights: the latter
 /// reach every scale, min and quant value, including the extremes.
-fn weights(kt: KType, rows: usize, cols: usize, seed: u64) -> [KMatrix; 2] {
+pub(crate) fn weights(kt: KType, rows: usize, cols: usize, seed: u64) -> [KMatrix; 2] {
     let (q, _) = candle_matrix(kt, &noise(seed, rows * cols), rows, cols);
     let nb = rows * cols / kt.block_size();
     let r = KMatrix::new(kt, rows, cols, random_blocks(kt, nb, seed + 1)).expect("matrix");

@@ -19,6 +19,11 @@ pub mod kquant_q8k;
 mod kquant_scalar;
 #[cfg(test)]
 mod kquant_tests;
+pub mod kquant_tiles;
+#[cfg(test)]
+mod kquant_tiles_tests;
+#[cfg(target_arch = "x86_64")]
+mod kquant_tiles_x86;
 pub mod quant;
 pub mod quant_tiles;
 #[cfg(target_arch = "x86_64")]

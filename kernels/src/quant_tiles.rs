@@ -322,6 +322,37 @@ mod tests {
         }
     }
 
+    /// The largest quants against the largest activation quants of either
+    /// sign: the 16-bit partial sums of every variant must not overflow.
+    #[test]
+    fn extreme_quants_do_not_overflow_the_partial_sums() {
+        let (rows, cols, t) = (16, 64, 2);
+        // Every activation the same magnitude quantizes to ±127 throughout.
+        let x: Vec<f32> = (0..t * cols).map(|i| if i < cols { 1.0 } else { -1.0 }).collect();
+        for qt in TYPES {
+            let mut data = vec![0xFFu8; rows * cols / BLOCK * qt.block_bytes()];
+            for blk in data.chunks_mut(qt.block_bytes()) {
+                // d = 1.0 (and m = 1.0); Q8_0's quants 0x7F (127), the rest all ones.
+                blk[..2].copy_from_slice(&[0x00, 0x3c]);
+                if qt.has_min() {
+                    blk[2..4].copy_from_slice(&[0x00, 0x3c]);
+                }
+                if qt == QType::Q8_0 {
+                    blk[2..].fill(0x7F);
+                }
+            }
+            let m = QMatrix::new(qt, rows, cols, data).expect("matrix");
+            let want = crate::quant::matmul(&m, &x, t);
+            let top = (if qt == QType::Q8_0 { 127 } else if matches!(qt, QType::Q5_0 | QType::Q5_1) { 31 } else { 15 } - qt.offset()) as f32;
+            // Each weight is d·q (+ m), each activation 1 (then −1).
+            let expect = (top + if qt.has_min() { 1.0 } else { 0.0 }) * cols as f32;
+            assert!((want[0] - expect).abs() <= 1e-3 * expect && (want[rows] + expect).abs() <= 1e-3 * expect, "{qt:?}: {} {}", want[0], want[rows]);
+            for isa in crate::cpu::runnable() {
+                assert_eq!(matmul_with(isa, &Tiled::from_matrix(&m), &x, t), want, "{qt:?} {isa}");
+            }
+        }
+    }
+
     /// A row's result does not depend on how many rows it is computed with.
     #[test]
     fn batched_rows_give_the_same_bits_as_single_rows() {

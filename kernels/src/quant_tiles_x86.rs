@@ -8,7 +8,7 @@
 //! Integer ranges: a Q4 quant is 0..=15 and an activation quant -127..=127, so
 //! one `vpmaddubsw` lane is at most 3,810 in size and the 8 of a block at most
 //! 30,480: they are summed in 16 bits before widening. A Q5 quant is 0..=31, so
-//! its sums are widened after every group of 8 values. Q8_0's products are
+//! its sums are widened after every two groups of 8 values (at most 31,496). Q8_0's products are
 //! taken as |w| · ±a (at most 32,512 per pair) and widened at once.
 #![allow(unsafe_code)]
 // Lane loops index several arrays (sums, accumulators, activation rows) by
@@ -181,6 +181,7 @@ unsafe fn body256<const QT: u8, const C: usize, const VNNI: bool>(w: *const u8, 
             } else {
                 let highs = if five(QT) { _mm256_loadu_si256(blk.add(highs_at(QT) + 32 * h) as *const __m256i) } else { mask };
                 let (bit_lo, bit_hi) = (_mm256_set1_epi32(0x0804_0201), _mm256_set1_epi32(0x8040_2010u32 as i32));
+                let mut s5 = [_mm256_setzero_si256(); C];
                 for k in 0..4 {
                     let wv = _mm256_loadu_si256(q.add(64 * k) as *const __m256i);
                     let mut lo = _mm256_and_si256(wv, mask);
@@ -199,17 +200,20 @@ unsafe fn body256<const QT: u8, const C: usize, const VNNI: bool>(w: *const u8, 
                     for c in 0..C {
                         let ya = _mm256_set1_epi32(a.four(c, b, 4 * k));
                         let yb = _mm256_set1_epi32(a.four(c, b, 16 + 4 * k));
-                        s[c] = if VNNI {
-                            _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(s[c], lo, ya), hi, yb)
+                        if VNNI {
+                            s[c] = _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(s[c], lo, ya), hi, yb);
+                            continue;
+                        }
+                        let two = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ya), _mm256_maddubs_epi16(hi, yb));
+                        if !five(QT) {
+                            s[c] = _mm256_add_epi16(s[c], two);
+                        } else if k % 2 == 0 {
+                            // 5-bit products overflow 16 bits over a block:
+                            // widen every two groups.
+                            s5[c] = two;
                         } else {
-                            let two = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ya), _mm256_maddubs_epi16(hi, yb));
-                            if five(QT) {
-                                // 5-bit products overflow 16 bits over a block: widen per group.
-                                _mm256_add_epi32(s[c], _mm256_madd_epi16(two, ones))
-                            } else {
-                                _mm256_add_epi16(s[c], two)
-                            }
-                        };
+                            s[c] = _mm256_add_epi32(s[c], _mm256_madd_epi16(_mm256_add_epi16(s5[c], two), ones));
+                        }
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! A weight matrix as the decoder uses it: GGUF blocks that our kernels compute
 //! with directly, in llama.cpp's numerics, on all cores (Q4_0, Q4_1, Q5_0,
-//! Q5_1, Q8_0 in 16-row tiles; the K-quants Q2_K … Q6_K), bf16/f16 matrices
+//! Q5_1, Q8_0, Q4_K, Q6_K in 16-row tiles; Q2_K, Q3_K, Q5_K in GGUF's rows),
+//! bf16/f16 matrices
 //! kept 16-bit (our kernel widens a row at a time), or a candle [`QMatMul`]
 //! for every other format (other GGUF types, f32 tensors).
 
@@ -9,12 +10,14 @@ use candle_core::{Module, Result, Tensor};
 use reka_kernels::half_matmul::{self, HalfMatrix, HalfType};
 use reka_kernels::quant::{QMatrix, QType};
 use reka_kernels::kquant::{self, KMatrix, KType};
+use reka_kernels::kquant_tiles::{self, KTiled};
 use reka_kernels::quant_tiles::{self, Tiled};
 
 /// `y = x · Wᵀ` for `x` `[t, in]`.
 pub enum Linear {
     Blocks(Tiled),
     KQuant(KMatrix),
+    KTiles(KTiled),
     Half(HalfMatrix),
     Candle(QMatMul),
 }
@@ -41,7 +44,10 @@ impl Linear {
         if let Some(kt) = ktype {
             let (rows, cols) = q.shape().dims2()?;
             let m = KMatrix::new(kt, rows, cols, q.data()?.into_owned()).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-            return Ok(Linear::KQuant(m));
+            return Ok(match KTiled::from_matrix(&m) {
+                Some(t) => Linear::KTiles(t),
+                None => Linear::KQuant(m),
+            });
         }
         match qtype {
             Some(qt) => {
@@ -69,6 +75,7 @@ impl Linear {
         match self {
             Linear::Blocks(m) => format!("{} tiles/{}", format!("{:?}", m.qtype).to_lowercase(), quant_tiles::level()),
             Linear::KQuant(m) => format!("{} rows/{}", format!("{:?}", m.ktype).to_lowercase(), kquant::level()),
+            Linear::KTiles(m) => format!("{} tiles/{}", format!("{:?}", m.ktype).to_lowercase(), kquant_tiles::level()),
             Linear::Half(m) => format!("{} rows/{}", if m.kind == HalfType::Bf16 { "bf16" } else { "f16" }, reka_kernels::cpu::selected()),
             Linear::Candle(QMatMul::QTensor(q)) => format!("candle {:?}", q.dtype()).to_lowercase(),
             Linear::Candle(_) => "candle f32".into(),
@@ -83,7 +90,7 @@ impl Linear {
     /// How the weights are held: `blocks`, `bf16`, `f16` or `candle`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Linear::Blocks(_) | Linear::KQuant(_) => "blocks",
+            Linear::Blocks(_) | Linear::KQuant(_) | Linear::KTiles(_) => "blocks",
             Linear::Half(m) if m.kind == HalfType::Bf16 => "bf16",
             Linear::Half(_) => "f16",
             Linear::Candle(_) => "candle",
@@ -100,6 +107,10 @@ impl Linear {
             Linear::KQuant(m) => {
                 let (t, xs) = rows_of(x, m.cols)?;
                 Tensor::from_vec(kquant::matmul(m, &xs, t), (t, m.rows), x.device())
+            }
+            Linear::KTiles(m) => {
+                let (t, xs) = rows_of(x, m.cols)?;
+                Tensor::from_vec(kquant_tiles::matmul(m, &xs, t), (t, m.rows), x.device())
             }
             Linear::Half(m) => {
                 let (t, xs) = rows_of(x, m.cols)?;
@@ -126,20 +137,31 @@ pub fn forward_many(ls: &[&Linear], x: &Tensor) -> Result<Vec<Vec<f32>>> {
             _ => None,
         })
         .collect();
+    let ktiles: Option<Vec<&KTiled>> = ls
+        .iter()
+        .map(|l| match l {
+            Linear::KTiles(m) => Some(m),
+            _ => None,
+        })
+        .collect();
     let cols = |c: Vec<usize>| -> Result<usize> {
         match c.split_first() {
             Some((first, rest)) if rest.iter().all(|c| c == first) => Ok(*first),
             _ => Err(candle_core::Error::Msg("linears of one pass must share their input width".into())),
         }
     };
-    match (tiles, kquants) {
-        (Some(ms), _) if !ms.is_empty() => {
+    match (tiles, kquants, ktiles) {
+        (Some(ms), _, _) if !ms.is_empty() => {
             let (t, xs) = rows_of(x, cols(ms.iter().map(|m| m.cols).collect())?)?;
             Ok(quant_tiles::matmul_many(&ms, &xs, t))
         }
-        (_, Some(ms)) if !ms.is_empty() => {
+        (_, Some(ms), _) if !ms.is_empty() => {
             let (t, xs) = rows_of(x, cols(ms.iter().map(|m| m.cols).collect())?)?;
             Ok(kquant::matmul_many(&ms, &xs, t))
+        }
+        (_, _, Some(ms)) if !ms.is_empty() => {
+            let (t, xs) = rows_of(x, cols(ms.iter().map(|m| m.cols).collect())?)?;
+            Ok(kquant_tiles::matmul_many(&ms, &xs, t))
         }
         _ => ls.iter().map(|l| l.forward(x)?.flatten_all()?.to_vec1::<f32>()).collect(),
     }

@@ -7,6 +7,7 @@
 use anyhow::Result;
 use reka_kernels::cpu::{self, Isa};
 use reka_kernels::kquant::{self, KMatrix, KType};
+use reka_kernels::kquant_tiles::{self, KTiled};
 use reka_kernels::quant::{QMatrix, BLOCK};
 use reka_kernels::quant_tiles::{self, Tiled};
 use std::time::Instant;
@@ -59,10 +60,11 @@ fn row(name: &str, isa: Isa, t: usize, secs: f64) {
 
 pub fn run() -> Result<()> {
     println!(
-        "CPU extensions: {}; selected level {} (REKA_CPU_ISA caps it); block tiles run {}, K-quants run {}",
+        "CPU extensions: {}; selected level {} (REKA_CPU_ISA caps it); block tiles run {}, K-quant tiles {}, K-quant rows {}",
         cpu::extensions().join(" "),
         cpu::selected(),
         quant_tiles::level(),
+        kquant_tiles::level(),
         kquant::level()
     );
     println!("shape {ROWS} × {COLS}, {} threads\n", rayon::current_num_threads());
@@ -91,7 +93,17 @@ pub fn run() -> Result<()> {
                 let secs = time(|| {
                     std::hint::black_box(kquant::matmul_with(isa, &m, &x, t));
                 });
-                row(&format!("{kt:?}"), isa, t, secs);
+                row(&format!("{kt:?} rows"), isa, t, secs);
+            }
+        }
+        // Q4_K and Q6_K, as the decoder holds them.
+        let Some(tiled) = KTiled::from_matrix(&m) else { continue };
+        for isa in cpu::runnable().into_iter().filter(|i| *i <= kquant_tiles::level()) {
+            for &t in &batches {
+                let secs = time(|| {
+                    std::hint::black_box(kquant_tiles::matmul_with(isa, &tiled, &x, t));
+                });
+                row(&format!("{kt:?} tiles"), isa, t, secs);
             }
         }
     }

@@ -23,12 +23,12 @@
 //!   the quants: segment `s`, group `k`, row `i` at `512s + 64k + 4i`.
 //! - Q6_K (3,360 bytes, as GGUF): `d` f16 ×16, then 8 scale pairs (i8; pair
 //!   `2s + k/4` is the scales of the 16 values X and Y group `k` falls in), then
-//!   per segment and pair of groups `(2g, 2g+1)` 192 bytes: the low 4 bits of
-//!   group `2g` (64 bytes, row `i` at `4i`), of group `2g+1`, and their top 2
-//!   bits (row `i` at `4i`; a byte's bit pairs 0, 1, 2, 3 go with the low
-//!   nibble of group `2g`, its high nibble, group `2g+1`'s low, its high).
-//!   Quants are kept as `q + 32` (0..63); the offset comes off through the
-//!   activations' sums.
+//!   per segment and pair of groups `(2g, 2g+1)` three runs of 64 bytes (row
+//!   `i` at `4i`) holding four 6-bit quants per row and position: the low 6
+//!   bits of the runs are group `2g`'s first four positions, its last four,
+//!   and group `2g+1`'s first four; their top 2 bits (low, middle, high bits
+//!   in runs 0, 1, 2) make group `2g+1`'s last four. Quants are kept as
+//!   `q + 32` (0..63); the offset comes off through the activations' sums.
 
 use crate::cpu::Isa;
 use crate::kquant::{KMatrix, KType};
@@ -164,10 +164,10 @@ fn pack_q6k(blk: &[u8], i: usize, out: &mut [u8]) {
             let base = at::Q6K_QS + 768 * s + 192 * g;
             for j in 0..4 {
                 let (k0, k1) = (2 * g, 2 * g + 1);
-                out[base + 4 * i + j] = (u(s, k0, j) & 0xF) | ((u(s, k0, 4 + j) & 0xF) << 4);
-                out[base + 64 + 4 * i + j] = (u(s, k1, j) & 0xF) | ((u(s, k1, 4 + j) & 0xF) << 4);
-                out[base + 128 + 4 * i + j] =
-                    (u(s, k0, j) >> 4) | ((u(s, k0, 4 + j) >> 4) << 2) | ((u(s, k1, j) >> 4) << 4) | ((u(s, k1, 4 + j) >> 4) << 6);
+                let last = u(s, k1, 4 + j);
+                for (run, low6) in [u(s, k0, j), u(s, k0, 4 + j), u(s, k1, j)].into_iter().enumerate() {
+                    out[base + 64 * run + 4 * i + j] = low6 | (((last >> (2 * run)) & 3) << 6);
+                }
             }
         }
     }
@@ -186,11 +186,12 @@ fn unpack(kt: KType, tb: &[u8], i: usize) -> scalar::Decoded {
                     let byte = tb[at::Q4K_QS + 512 * s + 64 * k + 4 * i + j];
                     (if high { byte >> 4 } else { byte & 0xF }) as i8
                 } else {
-                    let base = at::Q6K_QS + 768 * s + 192 * (k / 2);
-                    let byte = tb[base + 64 * (k % 2) + 4 * i + j];
-                    let low = if high { byte >> 4 } else { byte & 0xF };
-                    let top = (tb[base + 128 + 4 * i + j] >> (2 * (2 * (k % 2) + high as usize))) & 3;
-                    ((low | (top << 4)) as i32 - 32) as i8
+                    let base = at::Q6K_QS + 768 * s + 192 * (k / 2) + 4 * i + j;
+                    let u = match 2 * (k % 2) + high as usize {
+                        3 => (0..3).map(|run| (tb[base + 64 * run] >> 6) << (2 * run)).sum::<u8>(),
+                        run => tb[base + 64 * run] & 0x3F,
+                    };
+                    (u as i32 - 32) as i8
                 };
             }
         }

@@ -138,7 +138,7 @@ unsafe fn q4k<const C: usize>(w: *const u8, nb: usize, a: &Acts<C>, out: &mut [[
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6k<const C: usize>(w: *const u8, nb: usize, a: &Acts<C>, out: &mut [[f32; TILE]; 4]) {
-    let (low4, top2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+    let (low6, top2) = (_mm256_set1_epi8(0x3F), _mm256_set1_epi8(0xC0u8 as i8));
     for h in 0..2 {
         let mut acc = [_mm256_setzero_ps(); C];
         for b in 0..nb {
@@ -158,15 +158,16 @@ unsafe fn q6k<const C: usize>(w: *const u8, nb: usize, a: &Acts<C>, out: &mut [[
                             _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH) as *const i8);
                             _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH + 128) as *const i8);
                         }
-                        let l0 = _mm256_loadu_si256(base as *const __m256i);
-                        let l1 = _mm256_loadu_si256(base.add(64) as *const __m256i);
-                        let hq = _mm256_loadu_si256(base.add(128) as *const __m256i);
-                        let v = [
-                            _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16::<4>(hq), top2)),
-                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l0), low4), _mm256_and_si256(_mm256_slli_epi16::<2>(hq), top2)),
-                            _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_and_si256(hq, top2)),
-                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l1), low4), _mm256_and_si256(_mm256_srli_epi16::<2>(hq), top2)),
-                        ];
+                        let r0 = _mm256_loadu_si256(base as *const __m256i);
+                        let r1 = _mm256_loadu_si256(base.add(64) as *const __m256i);
+                        let r2 = _mm256_loadu_si256(base.add(128) as *const __m256i);
+                        // The fourth quant from the three runs' top bits
+                        // (masked before the 16-bit shifts, so no bits cross bytes).
+                        let last = _mm256_or_si256(
+                            _mm256_or_si256(_mm256_srli_epi16::<6>(_mm256_and_si256(r0, top2)), _mm256_srli_epi16::<4>(_mm256_and_si256(r1, top2))),
+                            _mm256_srli_epi16::<2>(_mm256_and_si256(r2, top2)),
+                        );
+                        let v = [_mm256_and_si256(r0, low6), _mm256_and_si256(r1, low6), _mm256_and_si256(r2, low6), last];
                         for (e, k) in [2 * g, 2 * g + 1].into_iter().enumerate() {
                             let at = b * QK_K + 64 * s + 8 * k;
                             for c in 0..C {

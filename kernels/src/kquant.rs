@@ -132,7 +132,7 @@ pub fn activation_bytes(x: &[f32]) -> Vec<u8> {
 }
 
 /// The implemented variant that runs for level `isa`.
-fn variant(isa: Isa) -> Isa {
+pub(crate) fn variant(isa: Isa) -> Isa {
     if cfg!(target_arch = "x86_64") && isa >= Isa::Avx2 {
         Isa::Avx2
     } else {
@@ -143,16 +143,20 @@ fn variant(isa: Isa) -> Isa {
 /// The variant [`matmul`] runs (chosen and self-checked once).
 pub fn level() -> Isa {
     static LEVEL: OnceLock<Isa> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let want = variant(crate::cpu::selected());
-        if want != Isa::Scalar && want.supported() {
-            if self_check(want) {
-                return want;
-            }
-            eprintln!("kquant: the {want} kernels disagree with the scalar reference; using scalar");
+    *LEVEL.get_or_init(|| checked_level("kquant", self_check))
+}
+
+/// The variant for the selected level if `check` finds it gives the scalar
+/// reference's bits, else scalar (with a warning naming `family`).
+pub(crate) fn checked_level(family: &str, check: fn(Isa) -> bool) -> Isa {
+    let want = variant(crate::cpu::selected());
+    if want != Isa::Scalar && want.supported() {
+        if check(want) {
+            return want;
         }
-        Isa::Scalar
-    })
+        eprintln!("{family}: the {want} kernels disagree with the scalar reference; using scalar");
+    }
+    Isa::Scalar
 }
 
 /// Whether `isa`'s kernels give the reference's bits on small random blocks

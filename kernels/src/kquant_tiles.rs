@@ -34,17 +34,9 @@ use crate::cpu::Isa;
 use crate::kquant::{KMatrix, KType};
 use crate::kquant_q8k::{quantize_q8k, Q8K, QK_K};
 use crate::kquant_scalar as scalar;
-use rayon::prelude::*;
+pub use crate::tile_pass::TILE;
+use crate::tile_pass::{self, TileOut};
 use std::sync::OnceLock;
-
-/// Rows per tile.
-pub const TILE: usize = 16;
-
-/// Activation rows one pass over a weight tile serves.
-const COLS: usize = 4;
-
-/// Tiles per parallel task (as `quant_tiles`: 576 rows make 18 tasks).
-const TILES_PER_TASK: usize = 2;
 
 /// The formats kept in tiles.
 pub const TYPES: [KType; 2] = [KType::Q4K, KType::Q6K];
@@ -250,29 +242,11 @@ impl KActs {
     }
 }
 
-/// The implemented variant that runs for level `isa` (levels above AVX2 run
-/// the AVX2 code, as [`crate::kquant`]'s do).
-fn variant(isa: Isa) -> Isa {
-    if cfg!(target_arch = "x86_64") && isa >= Isa::Avx2 {
-        Isa::Avx2
-    } else {
-        Isa::Scalar
-    }
-}
-
-/// The variant [`matmul`] runs (chosen and self-checked once).
+/// The variant [`matmul`] runs (chosen and self-checked once, as
+/// [`crate::kquant::level`]: the levels above AVX2 run the AVX2 code).
 pub fn level() -> Isa {
     static LEVEL: OnceLock<Isa> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let want = variant(crate::cpu::selected());
-        if want != Isa::Scalar && want.supported() {
-            if self_check(want) {
-                return want;
-            }
-            eprintln!("kquant_tiles: the {want} kernels disagree with the scalar reference; using scalar");
-        }
-        Isa::Scalar
-    })
+    *LEVEL.get_or_init(|| crate::kquant::checked_level("kquant_tiles", self_check))
 }
 
 /// Whether `isa` gives the GGUF-layout reference's bits on random blocks of
@@ -298,7 +272,7 @@ pub fn matmul(w: &KTiled, x: &[f32], t: usize) -> Vec<f32> {
 
 /// [`matmul`] by the variant for level `isa` (it must run on this CPU).
 pub fn matmul_with(isa: Isa, w: &KTiled, x: &[f32], t: usize) -> Vec<f32> {
-    many_with(variant(isa), &[w], x, t).pop().unwrap_or_default()
+    many_with(crate::kquant::variant(isa), &[w], x, t).pop().unwrap_or_default()
 }
 
 /// [`matmul`] of several weights that read the same activations: quantized
@@ -313,49 +287,12 @@ fn many_with(isa: Isa, ws: &[&KTiled], x: &[f32], t: usize) -> Vec<Vec<f32>> {
     assert!(x.len() >= t * first.cols, "activations shorter than t × cols");
     assert!(isa.supported(), "{isa} is not supported by this CPU");
     let acts: Vec<KActs> = x.chunks_exact(first.cols).take(t).map(KActs::new).collect();
-    let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; t * w.rows]).collect();
-    let outs: Vec<Out> = ys.iter_mut().map(|y| Out(y.as_mut_ptr())).collect();
-    let tasks: Vec<(&KTiled, usize, &Out)> = ws
-        .iter()
-        .zip(&outs)
-        .flat_map(|(w, out)| (0..w.rows.div_ceil(TILE)).step_by(TILES_PER_TASK).map(move |tile| (*w, tile, out)))
-        .collect();
-    tasks.into_par_iter().for_each(|(w, first_tile, out)| task(isa, w, first_tile, &acts, out));
-    ys
-}
-
-/// A `[t, rows]` result that parallel tasks write into at disjoint rows.
-struct Out(*mut f32);
-
-// SAFETY: tasks write disjoint elements (each owns its weight rows), and the
-// vector outlives the parallel pass that writes it.
-#[allow(unsafe_code)]
-unsafe impl Sync for Out {}
-
-/// Up to `TILES_PER_TASK` tiles from `first_tile` times every activation row.
-#[allow(unsafe_code)]
-fn task(isa: Isa, w: &KTiled, first_tile: usize, acts: &[KActs], out: &Out) {
-    let mut buf = [[0f32; TILE]; COLS];
-    let last_tile = (first_tile + TILES_PER_TASK).min(w.rows.div_ceil(TILE));
-    for (g, group) in acts.chunks(COLS).enumerate() {
-        for tile in first_tile..last_tile {
-            tile_product(isa, w, tile, group, &mut buf);
-            let rows_here = (w.rows - tile * TILE).min(TILE);
-            for (c, b) in buf.iter().take(group.len()).enumerate() {
-                // SAFETY: row `tile · 16 + i` < rows and `g · 4 + c` < t index
-                // inside the `[t, rows]` vector; only this task writes these rows.
-                unsafe {
-                    let dst = out.0.add((g * COLS + c) * w.rows + tile * TILE);
-                    std::ptr::copy_nonoverlapping(b.as_ptr(), dst, rows_here);
-                }
-            }
-        }
-    }
+    tile_pass::run(ws, |w| w.rows, &acts, |w, tile, group, out| tile_product(isa, w, tile, group, out))
 }
 
 /// The 16 rows of one tile times 1 to 4 activation rows.
 #[allow(unsafe_code)]
-fn tile_product(isa: Isa, w: &KTiled, tile: usize, acts: &[KActs], out: &mut [[f32; TILE]; COLS]) {
+fn tile_product(isa: Isa, w: &KTiled, tile: usize, acts: &[KActs], out: &mut TileOut) {
     let (data, nb) = (w.tile(tile), w.nb());
     for a in acts {
         assert!(a.q8.d.len() >= nb && a.perm.len() >= nb * QK_K && a.pairs.len() >= nb * PAIRS);

@@ -15,7 +15,8 @@
 
 use crate::kquant::KType;
 use crate::kquant_q8k::QK_K;
-use crate::kquant_tiles::{at, KActs, PAIRS, Q6K_PAIRS, TILE};
+use crate::kquant_tiles::{at, KActs, PAIRS, Q6K_PAIRS};
+use crate::tile_pass::TileOut;
 use std::arch::x86_64::*;
 
 /// How far ahead of the block in use the weights are prefetched, in bytes.
@@ -56,7 +57,7 @@ impl<const C: usize> Acts<C> {
 /// # Safety
 /// The CPU must run AVX2, FMA and F16C; `w` must point at `nb` tile blocks of
 /// `kt` (Q4_K or Q6_K); each activation row must hold `nb` blocks.
-pub(crate) unsafe fn tile(kt: KType, w: *const u8, nb: usize, acts: &[KActs], out: &mut [[f32; TILE]; 4]) {
+pub(crate) unsafe fn tile(kt: KType, w: *const u8, nb: usize, acts: &[KActs], out: &mut TileOut) {
     macro_rules! cols {
         ($c:literal) => {{
             let a = Acts::<$c>::new(acts);
@@ -88,7 +89,7 @@ unsafe fn combine(acc: __m256, sumi: __m256i, da: f32, d: __m256, mins: Option<(
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4k<const C: usize>(w: *const u8, nb: usize, a: &Acts<C>, out: &mut [[f32; TILE]; 4]) {
+unsafe fn q4k<const C: usize>(w: *const u8, nb: usize, a: &Acts<C>, out: &mut TileOut) {
     let mask = _mm256_set1_epi8(0x0F);
     for h in 0..2 {
         let mut acc = [_mm256_setzero_ps(); C];
@@ -137,7 +138,7 @@ unsafe fn q4k<const C: usize>(w: *const u8, nb: usize, a: &Acts<C>, out: &mut [[
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6k<const C: usize>(w: *const u8, nb: usize, a: &Acts<C>, out: &mut [[f32; TILE]; 4]) {
+unsafe fn q6k<const C: usize>(w: *const u8, nb: usize, a: &Acts<C>, out: &mut TileOut) {
     let (low6, top2) = (_mm256_set1_epi8(0x3F), _mm256_set1_epi8(0xC0u8 as i8));
     for h in 0..2 {
         let mut acc = [_mm256_setzero_ps(); C];

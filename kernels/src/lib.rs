@@ -30,6 +30,7 @@ pub mod quant_tiles;
 mod quant_tiles_x86;
 #[cfg(target_arch = "x86_64")]
 mod rows_x86;
+mod tile_pass;
 
 use candle_core::{DType, Result, Tensor, D};
 

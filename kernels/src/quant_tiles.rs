@@ -19,18 +19,9 @@
 
 use crate::cpu::Isa;
 use crate::quant::{quantize_q8, QMatrix, QType, Q8Row, BLOCK};
-use rayon::prelude::*;
+pub use crate::tile_pass::TILE;
+use crate::tile_pass::{self, TileOut};
 use std::sync::OnceLock;
-
-/// Rows per tile.
-pub const TILE: usize = 16;
-
-/// Activation rows one pass over a weight tile serves.
-const COLS: usize = 4;
-
-/// Tiles per parallel task (32 rows: SmolLM2's 576-row matrices split into 18
-/// tasks, which two threads share evenly; 4 tiles gave 9, one thread doing 5).
-const TILES_PER_TASK: usize = 2;
 
 /// A weight matrix `[rows, cols]` in the tile layout (rows padded to 16 with
 /// zero blocks).
@@ -189,51 +180,12 @@ fn many_with(isa: Isa, ws: &[&Tiled], x: &[f32], t: usize) -> Vec<Vec<f32>> {
     assert!(x.len() >= t * first.cols, "activations shorter than t × cols");
     assert!(isa.supported(), "{isa} is not supported by this CPU");
     let acts: Vec<Q8Row> = x.chunks_exact(first.cols).take(t).map(quantize_q8).collect();
-    let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; t * w.rows]).collect();
-    let outs: Vec<Out> = ys.iter_mut().map(|y| Out(y.as_mut_ptr())).collect();
-    let tasks: Vec<(&Tiled, usize, &Out)> = ws
-        .iter()
-        .zip(&outs)
-        .flat_map(|(w, out)| (0..w.rows.div_ceil(TILE)).step_by(TILES_PER_TASK).map(move |tile| (*w, tile, out)))
-        .collect();
-    tasks.into_par_iter().for_each(|(w, first_tile, out)| task(isa, w, first_tile, &acts, out));
-    ys
-}
-
-/// A `[t, rows]` result that parallel tasks write into at disjoint rows.
-struct Out(*mut f32);
-
-// SAFETY: tasks write disjoint elements (each owns its weight rows), and the
-// vector outlives the parallel pass that writes it.
-#[allow(unsafe_code)]
-unsafe impl Sync for Out {}
-
-/// Rows `first_tile · 16 ..` (up to `TILES_PER_TASK` tiles) times every activation row,
-/// written to `out[j · rows + row]`.
-#[allow(unsafe_code)]
-fn task(isa: Isa, w: &Tiled, first_tile: usize, acts: &[Q8Row], out: &Out) {
-    let mut buf = [[0f32; TILE]; COLS];
-    let last_tile = (first_tile + TILES_PER_TASK).min(w.rows.div_ceil(TILE));
-    for (g, group) in acts.chunks(COLS).enumerate() {
-        for tile in first_tile..last_tile {
-            tile_product(isa, w, tile, group, &mut buf);
-            let rows_here = (w.rows - tile * TILE).min(TILE);
-            for (c, b) in buf.iter().take(group.len()).enumerate() {
-                let j = g * COLS + c;
-                // SAFETY: row `tile · 16 + i` < rows and `j` < t index inside
-                // the `[t, rows]` vector, and only this task writes these rows.
-                unsafe {
-                    let dst = out.0.add(j * w.rows + tile * TILE);
-                    std::ptr::copy_nonoverlapping(b.as_ptr(), dst, rows_here);
-                }
-            }
-        }
-    }
+    tile_pass::run(ws, |w| w.rows, &acts, |w, tile, group, out| tile_product(isa, w, tile, group, out))
 }
 
 /// The 16 rows of one tile times 1 to 4 activation rows.
 #[allow(unsafe_code)]
-fn tile_product(isa: Isa, w: &Tiled, tile: usize, acts: &[Q8Row], out: &mut [[f32; TILE]; COLS]) {
+fn tile_product(isa: Isa, w: &Tiled, tile: usize, acts: &[Q8Row], out: &mut TileOut) {
     let data = w.tile(tile);
     let nb = w.nb();
     for a in acts {
@@ -253,7 +205,7 @@ fn tile_product(isa: Isa, w: &Tiled, tile: usize, acts: &[Q8Row], out: &mut [[f3
 
 /// The scalar variant on the tile layout: for each row, [`crate::quant`]'s
 /// reference order.
-fn scalar_tile(qtype: QType, data: &[u8], nb: usize, acts: &[Q8Row], out: &mut [[f32; TILE]; COLS]) {
+fn scalar_tile(qtype: QType, data: &[u8], nb: usize, acts: &[Q8Row], out: &mut TileOut) {
     let bb = qtype.block_bytes() * TILE;
     let q = quants_at(qtype);
     let f16_at = |b: &[u8], at: usize| half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32();

@@ -101,10 +101,20 @@ pub struct StepRequest {
     pub prompt_top: Option<usize>,
 }
 
-/// How long a step waits for running sessions to send their next token: a
-/// guest's turn between steps (sampling, detokenising, writing an SSE event)
-/// takes well under a millisecond; a step takes tens.
+/// The least and the most a step waits for the sessions of the step before to
+/// send their next token. A guest's turn between steps (sampling,
+/// detokenising, writing an SSE event) is short, but sixteen of them share the
+/// CPUs with each other, so the wait scales with the step ([`gather_window`]).
 const GATHER: Duration = Duration::from_millis(2);
+const GATHER_MAX: Duration = Duration::from_millis(20);
+
+/// How long to wait for stragglers after a step that took `last_step`: a
+/// quarter of it. A session that misses the step runs in one of its own (the
+/// weights read once more for a few rows), and the streams stay split into
+/// two cohorts that alternate; waiting a quarter step costs less than that.
+fn gather_window(last_step: Duration) -> Duration {
+    (last_step / 4).clamp(GATHER, GATHER_MAX)
+}
 
 /// Rows of a step's ids whose input embedding is given (media):
 /// `(row, [hidden] values)`, rows ascending.
@@ -157,6 +167,8 @@ impl Scheduler {
             per_position,
             metrics,
             last_answer: HashMap::new(),
+            last_ran: Vec::new(),
+            last_step: Duration::ZERO,
             engine,
             limits,
             rx,
@@ -256,6 +268,9 @@ struct Worker<E: Engine> {
     metrics: Arc<EngineMetrics>,
     /// When each session's last step was answered (inter-token latency).
     last_answer: HashMap<u64, Instant>,
+    /// The sessions of the last step, and how long it took (for [`Self::gather`]).
+    last_ran: Vec<u64>,
+    last_step: Duration,
     /// Finished sessions' caches, for prompts that start the same way.
     prefix: PrefixCache<E::Cache>,
     /// The keys of the positions each live session's cache holds (with the
@@ -291,15 +306,17 @@ impl<E: Engine> Worker<E> {
         }
     }
 
-    /// Waits a moment for running sessions that have not sent their next step
-    /// yet (their guest is still sampling or writing the last token out), so
-    /// that they join this step instead of waiting a whole step for the next.
+    /// Waits a moment for the sessions answered by the last step that have not
+    /// sent their next one yet (their guest is still sampling or writing the
+    /// token out), so that they join this step instead of waiting a whole step
+    /// for the next. A session that was not in the last step (its client is
+    /// slow, or it missed the window once) is not waited for: it joins
+    /// whichever step follows its request.
     fn gather(&mut self) {
-        let deadline = Instant::now() + GATHER;
+        let deadline = Instant::now() + gather_window(self.last_step);
         loop {
-            let running = self.caches.len();
-            let ready = self.jobs.iter().filter(|j| self.caches.contains_key(&j.seq)).count();
-            if ready >= running {
+            let queued: HashSet<u64> = self.jobs.iter().map(|j| j.seq).collect();
+            if !self.last_ran.iter().any(|s| self.caches.contains_key(s) && !queued.contains(s)) {
                 return;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -588,8 +605,12 @@ impl<E: Engine> Worker<E> {
                 .collect();
             self.metrics.steps.fetch_add(1, Ordering::Relaxed);
             self.metrics.step_sessions.fetch_add(steps.len() as u64, Ordering::Relaxed);
-            self.engine.forward_batch(steps)
+            let t0 = Instant::now();
+            let result = self.engine.forward_batch(steps);
+            self.last_step = t0.elapsed();
+            result
         };
+        self.last_ran = caches.iter().map(|(seq, _)| *seq).collect();
         let mut finished = Vec::new();
         match result {
             Ok(logits) => {

@@ -2,7 +2,9 @@
 //! this CPU runs (scalar reference, AVX2, AVX-VNNI, AVX-512, AVX-512 VNNI),
 //! side by side in one run: milliseconds per call and multiply-adds per
 //! second for 1, 4 and 16 activation rows (a decode step, a small and a full
-//! batch) on the shape of SmolLM2's `ffn_down` (576 × 1536).
+//! batch) on the shape of SmolLM2's `ffn_down` (576 × 1536). Then the host's
+//! work per stream and token on a step's logits: the best k and the
+//! log-sum-exp over SmolLM2's vocabulary.
 
 use anyhow::Result;
 use reka_kernels::cpu::{self, Isa};
@@ -107,5 +109,25 @@ pub fn run() -> Result<()> {
             }
         }
     }
+    per_token();
     Ok(())
+}
+
+/// What `compute` does with each stream's logits before the guest sees them.
+fn per_token() {
+    const VOCAB: usize = 49_152;
+    let logits: Vec<f32> = bytes(VOCAB * 2, 11, None).chunks(2).map(|b| f32::from(u16::from_le_bytes([b[0], b[1]])) / 3276.8 - 10.0).collect();
+    println!("\nper stream and token, {VOCAB} logits\n");
+    println!("| work | µs per call |");
+    println!("|---|---:|");
+    for k in [1, 5, 20] {
+        let secs = time(|| {
+            std::hint::black_box(reka_protocol::top_k(std::hint::black_box(&logits), k));
+        });
+        println!("| top-k, k = {k} | {:.1} |", secs * 1e6);
+    }
+    let secs = time(|| {
+        std::hint::black_box(reka_kernels::logsumexp_fast(std::hint::black_box(&logits)));
+    });
+    println!("| log-sum-exp | {:.1} |", secs * 1e6);
 }

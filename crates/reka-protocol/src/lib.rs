@@ -70,14 +70,27 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
         // (the engine asks this of every stream at every step). `better` is a
         // total order, so the result is the same as the sort below.
         let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
-        for (i, &l) in logits.iter().enumerate() {
-            let c = (i as u32, l);
-            if best.len() == k && better(&c, &best[k - 1]) != std::cmp::Ordering::Less {
+        // Once k are held, a later value enters only if its total-order key
+        // is above the k-th best's (an equal one has the higher id). Whole
+        // chunks below that are skipped with a branch-free test the compiler
+        // vectorises; most of a vocabulary is.
+        let mut floor = i32::MIN;
+        for (c, chunk) in logits.chunks(CHUNK).enumerate() {
+            if best.len() == k && !chunk.iter().fold(false, |any, &l| any | (order_key(l) > floor)) {
                 continue;
             }
-            let at = best.partition_point(|b| better(b, &c) == std::cmp::Ordering::Less);
-            best.insert(at, c);
-            best.truncate(k);
+            for (j, &l) in chunk.iter().enumerate() {
+                let cand = ((c * CHUNK + j) as u32, l);
+                if best.len() == k && better(&cand, &best[k - 1]) != std::cmp::Ordering::Less {
+                    continue;
+                }
+                let at = best.partition_point(|b| better(b, &cand) == std::cmp::Ordering::Less);
+                best.insert(at, cand);
+                best.truncate(k);
+                if best.len() == k {
+                    floor = order_key(best[k - 1].1);
+                }
+            }
         }
         return best;
     }
@@ -92,6 +105,15 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
 
 /// Up to this many, [`top_k`] keeps a sorted list in one pass.
 const SMALL_K: usize = 32;
+/// Logits [`top_k`] tests at once against the k-th best.
+const CHUNK: usize = 32;
+
+/// `x`'s place in [`f32::total_cmp`]'s order as an `i32` (the same bit trick):
+/// `order_key(a) < order_key(b)` exactly when `a.total_cmp(&b)` is `Less`.
+fn order_key(x: f32) -> i32 {
+    let b = x.to_bits() as i32;
+    b ^ (((b >> 31) as u32) >> 1) as i32
+}
 /// Input and output tensor: the model metadata request / answer (u8, JSON).
 pub const METADATA: &str = "metadata";
 /// Output tensor next to [`METADATA`]: the ready-built tokenizer (u8, compact form).
@@ -334,32 +356,56 @@ mod tests {
     #[test]
     fn top_k_paths_agree() {
         let mut x = 12345u64;
-        let logits: Vec<f32> = (0..5000)
-            .map(|i| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                match i % 97 {
-                    0 => f32::NAN,
-                    1 => f32::INFINITY,
-                    2 => f32::NEG_INFINITY,
-                    _ => ((x >> 33) % 50) as f32 * 0.5,
-                }
+        let mut next = move || {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        // NaNs (the greatest in total order), infinities, many ties.
+        let specials: Vec<f32> = (0..5000)
+            .map(|i| match i % 97 {
+                0 => f32::NAN,
+                1 => f32::INFINITY,
+                2 => f32::NEG_INFINITY,
+                _ => (next() % 50) as f32 * 0.5,
             })
             .collect();
-        let slow = |k: usize| {
+        // Ties across chunk edges, both zeros, a negative NaN, no positive one:
+        // the k-th best moves while chunks are skipped.
+        let zeros: Vec<f32> = (0..4999)
+            .map(|i| match next() % 7 {
+                0 => 0.0,
+                1 => -0.0,
+                2 if i == 77 => -f32::NAN,
+                _ => (next() % 9) as f32 - 8.0,
+            })
+            .collect();
+        // Rising: every chunk holds a new best.
+        let rising: Vec<f32> = (0..3001).map(|i| i as f32 * 0.25 - 100.0).collect();
+        let fine: Vec<f32> = (0..49152).map(|_| next() as f32 / 2f32.powi(31) * 20.0 - 10.0).collect();
+        for logits in [&specials, &zeros, &rising, &fine] {
             let better = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
             let mut all: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
             all.sort_by(better);
-            all.truncate(k);
-            all
-        };
-        for k in [1, 2, 5, 20, 32, 33, 100] {
-            let (a, b) = (top_k(&logits, k), slow(k));
-            assert_eq!(a.len(), b.len());
-            for (p, q) in a.iter().zip(&b) {
-                assert!(p.0 == q.0 && p.1.to_bits() == q.1.to_bits(), "k={k}: {p:?} vs {q:?}");
+            for k in [1, 2, 5, 20, 31, 32, 33, 100] {
+                let a = top_k(logits, k);
+                assert_eq!(a.len(), k);
+                for (p, q) in a.iter().zip(&all) {
+                    assert!(p.0 == q.0 && p.1.to_bits() == q.1.to_bits(), "k={k}: {p:?} vs {q:?}");
+                }
             }
         }
         assert_eq!(top_k(&[1.0, 3.0, 3.0], 1), vec![(1, 3.0)]);
+        assert_eq!(top_k(&[-0.0, 0.0], 1)[0].1.to_bits(), 0.0f32.to_bits());
+    }
+
+    #[test]
+    fn order_keys_follow_total_order() {
+        let v = [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1.0, -1.0, f32::MIN_POSITIVE, -f32::MIN_POSITIVE, 1e-45, -1e-45, f32::MAX, f32::MIN];
+        for a in v {
+            for b in v {
+                assert_eq!(order_key(a).cmp(&order_key(b)), a.total_cmp(&b), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

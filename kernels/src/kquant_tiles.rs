@@ -87,20 +87,18 @@ impl KTiled {
         }
         let (kt, nb) = (m.ktype, m.cols / QK_K);
         let tbb = tile_block_bytes(kt);
-        let mut data = vec![0u8; m.rows.div_ceil(TILE) * nb * tbb];
         let row_bytes = nb * kt.block_bytes();
-        for r in 0..m.rows {
-            let (tile, i) = (r / TILE, r % TILE);
+        let data = tile_pass::repack(m.rows, nb * tbb, |r, i, tile| {
             for b in 0..nb {
                 let blk = &m.bytes()[r * row_bytes + b * kt.block_bytes()..][..kt.block_bytes()];
-                let out = &mut data[(tile * nb + b) * tbb..][..tbb];
+                let out = &mut tile[b * tbb..][..tbb];
                 if kt == KType::Q4K {
                     pack_q4k(blk, i, out);
                 } else {
                     pack_q6k(blk, i, out);
                 }
             }
-        }
+        });
         Some(KTiled { ktype: kt, rows: m.rows, cols: m.cols, data })
     }
 

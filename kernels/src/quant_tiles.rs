@@ -58,17 +58,14 @@ impl Tiled {
     pub fn from_matrix(m: &QMatrix) -> Tiled {
         let bb = m.qtype.block_bytes();
         let nb = m.cols / BLOCK;
-        let tiles = m.rows.div_ceil(TILE);
-        let mut data = vec![0u8; tiles * nb * TILE * bb];
         let src = m.bytes();
         let qsrc = m.qtype.nibbles_at();
         let groups = if m.qtype == QType::Q8_0 { 8 } else { 4 };
         let qdst = quants_at(m.qtype);
-        for r in 0..m.rows {
-            let (tile, i) = (r / TILE, r % TILE);
+        let data = tile_pass::repack(m.rows, nb * TILE * bb, |r, i, tile| {
             for b in 0..nb {
                 let blk = &src[(r * nb + b) * bb..(r * nb + b + 1) * bb];
-                let out = &mut data[(tile * nb + b) * TILE * bb..(tile * nb + b + 1) * TILE * bb];
+                let out = &mut tile[b * TILE * bb..(b + 1) * TILE * bb];
                 out[2 * i..2 * i + 2].copy_from_slice(&blk[0..2]);
                 if m.qtype.has_min() {
                     out[32 + 2 * i..34 + 2 * i].copy_from_slice(&blk[2..4]);
@@ -86,7 +83,7 @@ impl Tiled {
                     out[at..at + 4].copy_from_slice(&blk[qsrc + 4 * k..qsrc + 4 * k + 4]);
                 }
             }
-        }
+        });
         Tiled { qtype: m.qtype, rows: m.rows, cols: m.cols, data }
     }
 

@@ -7,6 +7,7 @@
 //! an independent formulation of the same maths.
 
 pub mod attention;
+pub mod awake;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

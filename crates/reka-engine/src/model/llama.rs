@@ -207,8 +207,9 @@ impl Llama {
     pub fn forward_batch(&self, steps: &mut [Step<'_>]) -> Result<Vec<Vec<f32>>> {
         // Run the whole step on a rayon worker: the matmuls inside then split
         // their rows over the pool directly instead of each injecting a job from
-        // outside and waking the pool up again (hundreds of times per token).
-        rayon::scope(|_| self.forward_inner(steps))
+        // outside, and the other workers poll for those rows through the step
+        // instead of falling asleep between them (hundreds of times per token).
+        reka_kernels::awake::run(|| self.forward_inner(steps))
     }
 
     fn forward_inner(&self, steps: &mut [Step<'_>]) -> Result<Vec<Vec<f32>>> {

@@ -39,9 +39,11 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
-/// The engine alone at `k` streams: every stream's prompt is prefilled, then all
-/// decode in lockstep, one batched forward pass per token (as the wasi:nn engine
-/// thread batches them), greedy.
+/// The engine alone at `k` streams: all streams' prompts are prefilled in one
+/// batched step (its time is every stream's time to first token, as when `k`
+/// requests reach the engine thread together), then all decode in lockstep,
+/// one batched forward pass per token (as the wasi:nn engine thread batches
+/// them), greedy.
 fn native_rows(model: &Arc<LoadedModel>, spec: &BenchSpec) -> Result<Vec<Row>> {
     let mut prompt = Vec::new();
     if model.info.add_bos {
@@ -52,11 +54,9 @@ fn native_rows(model: &Arc<LoadedModel>, spec: &BenchSpec) -> Result<Vec<Row>> {
     for &k in &spec.concurrency {
         let mut caches: Vec<_> = (0..k).map(|_| model.decoder.new_cache()).collect();
         let t0 = Instant::now();
-        let mut next = Vec::with_capacity(k);
-        for c in caches.iter_mut() {
-            next.push(native::argmax(&model.decoder.forward(&prompt, c)?.to_vec1::<f32>()?));
-        }
-        let ttft = t0.elapsed().as_secs_f64() * 1e3 / k as f64;
+        let mut steps: Vec<Step<'_>> = caches.iter_mut().map(|cache| Step::tokens(&prompt, cache)).collect();
+        let mut next: Vec<u32> = model.decoder.forward_batch(&mut steps)?.iter().map(|l| native::argmax(l)).collect();
+        let ttft = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         for _ in 1..spec.max_tokens {
             let ids: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();

@@ -77,7 +77,8 @@ enum Cmd {
         repeats: usize,
     },
     /// Every quantized matmul kernel in every variant this CPU runs, side by
-    /// side: ms per call and multiply-adds per second at 1, 4 and 16 rows.
+    /// side: ms per call and multiply-adds per second at 1, 4 and 16 rows;
+    /// then the per-token top-k and log-sum-exp over a vocabulary.
     BenchKernels,
     /// Measure the engine alone, the full HTTP path and llama.cpp side by side.
     Bench {

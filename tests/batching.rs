@@ -43,7 +43,7 @@ fn text(r: &support::Response) -> String {
 fn sixteen_concurrent_streams_equal_their_single_stream_outputs() {
     let server = Server::start();
     let alone: Vec<String> = PROMPTS.iter().map(|p| text(&complete(&server.addr, p, 24))).collect();
-    let before = steps(&server);
+    let before = server.engine_steps("smollm2-135m");
     let handles: Vec<_> = PROMPTS
         .iter()
         .map(|p| {
@@ -55,25 +55,13 @@ fn sixteen_concurrent_streams_equal_their_single_stream_outputs() {
     // Up to 16 × 24 session rows (a stream may stop early); alone, each would
     // be a step of its own. The requests arrive over a few steps, and a guest
     // that misses a step runs in the next, so ask for a mean batch of 4, not 16.
-    let after = steps(&server);
+    let after = server.engine_steps("smollm2-135m");
     let (n, rows) = (after.0 - before.0, after.1 - before.1);
     assert!(rows >= 16.0 && rows >= 4.0 * n, "{rows} session rows in {n} steps: the streams were not batched");
     for ((p, a), t) in PROMPTS.iter().zip(&alone).zip(&together) {
         assert!(!a.is_empty(), "{p}: empty output");
         assert_eq!(a, t, "{p}: batched output differs from the single-stream one");
     }
-}
-
-/// The engine's step counters: (steps, session rows in them).
-fn steps(server: &Server) -> (f64, f64) {
-    let m = server.get("/metrics").body;
-    let value = |name: &str| {
-        m.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    (value("reka:engine_steps_total"), value("reka:engine_step_sessions_total"))
 }
 
 /// A KV budget of 2 MiB holds 45 positions of SmolLM2-135M (30 layers × 2 ×

@@ -163,7 +163,7 @@ fn spin_remote_http_requests_are_answered() {
 #[test]
 fn concurrent_infer_calls_are_batched() {
     let server = example();
-    let before = steps(&server);
+    let before = server.engine_steps("smollm2-135m");
     let prompts = ["Once upon a time", "The history of Rome", "Dear diary, today", "A recipe for bread:", "The ocean is", "In the year 3000,", "My favourite book", "Rust is a language"];
     let handles: Vec<_> = prompts
         .iter()
@@ -173,24 +173,11 @@ fn concurrent_infer_calls_are_batched() {
         })
         .collect();
     let generated: u64 = handles.into_iter().map(|h| ok(&h.join().expect("thread"))["generated_tokens"].as_u64().unwrap_or(0)).sum();
-    let after = steps(&server);
+    let after = server.engine_steps("smollm2-135m");
     let (steps, rows) = (after.0 - before.0, after.1 - before.1);
     assert!(generated >= 8 * 8, "only {generated} tokens generated");
     // Alone, every session's row would be its own step (rows == steps).
     assert!(rows >= 2.0 * steps, "{rows} session rows in {steps} steps: the calls were not batched");
-}
-
-/// The default model's `(steps, session rows)` counters.
-fn steps(server: &Server) -> (f64, f64) {
-    let body = server.get("/metrics").body;
-    let value = |name: &str| {
-        body.lines()
-            .find(|l| l.starts_with(name) && l.contains("model_name=\"smollm2-135m\""))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
-    };
-    (value("reka:engine_steps_total"), value("reka:engine_step_sessions_total"))
 }
 
 fn decode_base64(s: &str) -> Vec<u8> {

@@ -160,6 +160,21 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Model `model`'s engine counters from `/metrics`: (steps, session
+    /// rows in them); their ratio is the mean batch.
+    pub fn engine_steps(&self, model: &str) -> (f64, f64) {
+        let body = self.get("/metrics").body;
+        let label = format!("model_name=\"{model}\"");
+        let value = |name: &str| {
+            body.lines()
+                .find(|l| l.starts_with(name) && l.contains(&label))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+        };
+        (value("reka:engine_steps_total"), value("reka:engine_step_sessions_total"))
+    }
+
     pub fn get(&self, path: &str) -> Response {
         request(&self.addr, "GET", path, None)
     }

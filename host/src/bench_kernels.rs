@@ -2,11 +2,13 @@
 //! this CPU runs (scalar reference, AVX2, AVX-VNNI, AVX-512, AVX-512 VNNI),
 //! side by side in one run: milliseconds per call and multiply-adds per
 //! second for 1, 4 and 16 activation rows (a decode step, a small and a full
-//! batch) on the shape of SmolLM2's `ffn_down` (576 × 1536). Then the host's
+//! batch) on the shape of SmolLM2's `ffn_down` (576 × 1536), each timed on
+//! the pool as a decode step runs it. Then the host's
 //! work per stream and token on a step's logits: the best k and the
 //! log-sum-exp over SmolLM2's vocabulary.
 
 use anyhow::Result;
+use reka_kernels::awake;
 use reka_kernels::cpu::{self, Isa};
 use reka_kernels::kquant::{self, KMatrix, KType};
 use reka_kernels::kquant_tiles::{self, KTiled};
@@ -37,8 +39,16 @@ fn bytes(n: usize, seed: u64, f16_every: Option<usize>) -> Vec<u8> {
     v
 }
 
-/// Median seconds of `f` over enough runs to take ~0.3 s.
-fn time(mut f: impl FnMut()) -> f64 {
+/// Median seconds of `f` over enough runs to take ~0.3 s, timed inside
+/// [`awake::run`] as the decoder's steps run their matmuls: on a pool
+/// worker, with the other workers polling. (Called from outside the pool, a
+/// one-row matmul also paid for waking a sleeping worker: about three times
+/// its own time here.)
+fn time(f: impl FnMut() + Send) -> f64 {
+    awake::run(|| median_secs(f))
+}
+
+fn median_secs(mut f: impl FnMut()) -> f64 {
     f();
     let t0 = Instant::now();
     f();

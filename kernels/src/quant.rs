@@ -194,21 +194,18 @@ pub fn quantize_q8(x: &[f32]) -> Q8Row {
         isum: Vec::with_capacity(nb),
         qs: vec![0; x.len()],
     };
-    let vector = cfg!(target_arch = "x86_64") && crate::cpu::selected() >= crate::cpu::Isa::Avx2;
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::selected() >= crate::cpu::Isa::Avx2 {
+        // SAFETY: the CPU has AVX2, FMA and F16C (`selected` never exceeds
+        // what it has); `qs` holds `x.len()` values.
+        #[allow(unsafe_code)]
+        unsafe {
+            crate::rows_x86::quantize_row(&x[..nb * BLOCK], &mut row.qs, &mut row.d, &mut row.s, &mut row.isum)
+        };
+        return row;
+    }
     for (b, xs) in x.chunks_exact(BLOCK).enumerate() {
-        let q = &mut row.qs[b * BLOCK..(b + 1) * BLOCK];
-        #[cfg(target_arch = "x86_64")]
-        if vector {
-            // SAFETY: the CPU has AVX2, FMA and F16C (`selected` never exceeds
-            // what it has); both slices hold 32 values.
-            #[allow(unsafe_code)]
-            let (d, s, sum) = unsafe { crate::rows_x86::quantize_block(xs, q) };
-            row.d.push(d);
-            row.s.push(s);
-            row.isum.push(sum);
-            continue;
-        }
-        let (d, s, sum) = quantize_block(xs, q);
+        let (d, s, sum) = quantize_block(xs, &mut row.qs[b * BLOCK..(b + 1) * BLOCK]);
         row.d.push(d);
         row.s.push(s);
         row.isum.push(sum);

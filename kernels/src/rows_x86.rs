@@ -66,13 +66,27 @@ pub(crate) unsafe fn swiglu(gate: &mut [f32], up: &[f32]) -> usize {
     n
 }
 
-/// One 32-value block quantized as [`crate::quant::quantize_q8`] does it:
-/// returns `(d, s, Σq)` with `d` and `s` rounded to f16, and writes the quants.
+/// Every 32-value block of `x` quantized as [`crate::quant::quantize_q8`]
+/// does it: the quants into `q`, and per block `d` and `d · Σq` (both rounded
+/// to f16) and `Σq` pushed onto `d`, `s` and `sum`. One call per row, so the
+/// blocks' work overlaps; the maximum and the sum stay in registers.
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C; `x` and `q` hold 32 values.
+/// The CPU must support AVX2, FMA and F16C; `q` holds `x.len()` values.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, f32, i32) {
+pub(crate) unsafe fn quantize_row(x: &[f32], q: &mut [i8], d: &mut Vec<f32>, s: &mut Vec<f32>, sum: &mut Vec<i32>) {
+    assert!(q.len() >= x.len());
+    for (b, xs) in x.chunks_exact(32).enumerate() {
+        let (db, sb, ib) = quantize_block(xs, &mut q[32 * b..32 * (b + 1)]);
+        d.push(db);
+        s.push(sb);
+        sum.push(ib);
+    }
+}
+
+/// One 32-value block of [`quantize_row`]: returns `(d, s, Σq)`.
+#[inline(always)]
+unsafe fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, f32, i32) {
     assert!(x.len() >= 32 && q.len() >= 32);
     let abs = _mm256_set1_ps(-0.0);
     let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(8 * i)));
@@ -80,18 +94,21 @@ pub(crate) unsafe fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, f32, i32) 
     for vi in &v[1..] {
         m = _mm256_max_ps(m, _mm256_andnot_ps(abs, *vi));
     }
-    let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), m);
-    let amax = lanes.iter().fold(0f32, |a, b| a.max(*b));
+    // The largest lane, with NaN lanes counted as 0: what folding the
+    // lanes with `f32::max` from 0 gives (all lanes are ≥ +0).
+    let m = _mm256_and_ps(m, _mm256_cmp_ps::<_CMP_ORD_Q>(m, m));
+    let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps::<1>(m2, m2)));
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let idv = _mm256_set1_ps(id);
     let qi: [__m256i; 4] = std::array::from_fn(|i| _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v[i], idv))));
-    // Sum of the 32 integers.
-    let s4 = _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3]));
-    let mut si = [0i32; 8];
-    _mm256_storeu_si256(si.as_mut_ptr() as *mut __m256i, s4);
-    let sum: i32 = si.iter().sum();
+    // Sum of the 32 integers (exact in any order).
+    let s8 = _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3]));
+    let s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256::<1>(s8));
+    let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    let sum = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<1>(s2)));
     // Pack to bytes: packs work within 128-bit halves, so put the order back.
     let p01 = _mm256_packs_epi32(qi[0], qi[1]);
     let p23 = _mm256_packs_epi32(qi[2], qi[3]);
